@@ -1,0 +1,3 @@
+"""facecli: batch face video processing, offline on a CPU."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""Atomic file writes: a killed run never leaves a file that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_output(final_path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final_path``; rename it into place on success.
+
+    The temporary name keeps the final suffix (tools such as ffmpeg pick the format
+    from it) and starts with a dot, so globs for outputs never match it.
+    """
+    final_path = Path(final_path)
+    try:
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final_path.stem}.", suffix=f".part{final_path.suffix}", dir=final_path.parent
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write here ({exc.strerror}); choose another -o folder", final_path.parent) from exc
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,132 @@
+"""Backends behind one small registry keyed by (stage, name).
+
+A backend module is imported only when it is used, so ``import facecli`` stays light and a
+missing optional package breaks only the backend that needs it.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, UsageError
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """Faces found in one image: boxes (M, 4) x, y, w, h px; scores (M,); keypoints (M, 6, 2) px."""
+
+    boxes_xywh: np.ndarray
+    scores: np.ndarray
+    keypoints_6: np.ndarray
+
+    @classmethod
+    def empty(cls) -> FrameDetections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index: Any) -> FrameDetections:
+        return FrameDetections(self.boxes_xywh[index], self.scores[index], self.keypoints_6[index])
+
+
+class Backend(abc.ABC):
+    """What every backend says about itself for ``facecli doctor``."""
+
+    @classmethod
+    def problem(cls) -> str | None:
+        """Why this backend cannot run here (missing package or weights), or None."""
+        return None
+
+    @classmethod
+    def weights_location(cls) -> str:
+        return "built in (ships inside a pip package)"
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change results, recorded in every output file's header."""
+        return {}
+
+
+class Detector(Backend):
+    @abc.abstractmethod
+    def detect(self, image_rgb: np.ndarray) -> FrameDetections:
+        """Every face in one RGB uint8 image; stateless, so any frame can be redone alone."""
+
+
+class LandmarkSession(abc.ABC):
+    """Per-face state of a landmark model (tracking mode keeps the last fit)."""
+
+    @abc.abstractmethod
+    def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
+        """(478, 3) px landmarks of the face inside the square ``roi_xywh``, or None if none is there."""
+
+    def close(self) -> None:  # noqa: B027 - most sessions hold nothing to release
+        pass
+
+
+class LandmarkModel(Backend):
+    @abc.abstractmethod
+    def open_session(self, video: bool) -> LandmarkSession:
+        """A session for one face track (video=True) or for independent images."""
+
+
+_REGISTRY: dict[tuple[str, str], str] = {
+    ("detect", "mediapipe"): "facecli.backends.mediapipe_backend:BlazeFaceDetector",
+    ("landmarks", "mediapipe"): "facecli.backends.mediapipe_backend:FaceMeshModel",
+    ("detect", "fake"): "facecli.backends.fake:FakeDetector",
+    ("landmarks", "fake"): "facecli.backends.fake:FakeLandmarkModel",
+}
+
+
+def names(stage: str) -> list[str]:
+    """Backend names for a stage, default first."""
+    return [name for (st, name) in _REGISTRY if st == stage]
+
+
+def backend_class(stage: str, name: str) -> type[Backend]:
+    try:
+        target = _REGISTRY[(stage, name)]
+    except KeyError:
+        raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(names(stage))}") from None
+    module_name, class_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{stage} backend {name!r} needs a package that is not installed: {exc}") from exc
+    return getattr(module, class_name)
+
+
+def create(stage: str, name: str, **settings: Any) -> Any:
+    """An instance of the named backend; one clear error line if it cannot run here."""
+    cls = backend_class(stage, name)
+    problem = cls.problem()
+    if problem:
+        raise BackendUnavailable(f"{stage} backend {name!r} cannot run: {problem}")
+    return cls(**settings)
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    stage: str
+    name: str
+    usable: bool
+    detail: str
+    weights: str
+
+
+def describe() -> list[BackendStatus]:
+    """Every registered backend and whether it can run here (for ``facecli doctor``)."""
+    rows = []
+    for stage, name in _REGISTRY:
+        try:
+            cls = backend_class(stage, name)
+            problem, weights = cls.problem(), cls.weights_location()
+        except BackendUnavailable as exc:
+            problem, weights = str(exc), "-"
+        rows.append(BackendStatus(stage, name, problem is None, problem or "ready", weights))
+    return rows

@@ -1,0 +1,213 @@
+"""The embedded default: MediaPipe's BlazeFace detectors and 478-point face mesh.
+
+Both models ship inside the mediapipe==0.10.21 wheel (legacy ``mp.solutions`` API), so this
+backend runs offline on a CPU with nothing to download.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..geometry import nms
+from . import Detector, FrameDetections, LandmarkModel, LandmarkSession
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ start-up chatter
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Sizes of faces each model finds reliably, as fractions of the side of the image it sees
+# (measured on real faces pasted at known sizes): full range from about 1/11, short range from 1/4.
+_FULL_RANGE_MIN_FRACTION = 0.14
+_TILE_MAX_FRACTION = 0.5  # tiles overlap by half, so a face up to half a tile is whole in one
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Mute fd 2 while MediaPipe's C++ side starts: it logs start-up chatter there directly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _solutions() -> Any:
+    with _native_stderr_silenced():
+        import mediapipe as mp
+    return mp.solutions
+
+
+def _warm(model: Any) -> Any:
+    """Build a MediaPipe solution and run it once on a blank image, quietly (first use logs too)."""
+    with _native_stderr_silenced():
+        model.process(np.zeros((64, 64, 3), np.uint8))
+    return model
+
+
+def _mediapipe_problem() -> str | None:
+    try:
+        _solutions().face_mesh  # noqa: B018 - the legacy API is what ships the models
+    except (ImportError, AttributeError) as exc:
+        return f"mediapipe==0.10.21 is needed (pip install 'mediapipe==0.10.21'): {exc}"
+    return None
+
+
+def tile_sides(frame_side_px: int, min_face_px: float) -> list[int]:
+    """Tile sizes (px) of the scan pyramid, largest first, after the whole frame.
+
+    Each level covers faces from 1/10 to 1/2 of its tile; the next level's tiles are at most
+    5 times smaller, so there are no gaps, and the last covers ``min_face_px``.
+    """
+    sides: list[int] = []
+    side = float(frame_side_px)
+    while _FULL_RANGE_MIN_FRACTION * side > min_face_px:
+        side = max(side * _FULL_RANGE_MIN_FRACTION / _TILE_MAX_FRACTION, min_face_px / _FULL_RANGE_MIN_FRACTION)
+        sides.append(int(round(side)))
+    return sides
+
+
+def tile_origins(length: int, side: int) -> list[int]:
+    """Start positions of tiles of ``side`` px covering ``length`` px with at least half overlap."""
+    if side >= length:
+        return [0]
+    count = math.ceil((length - side) / (side / 2)) + 1
+    return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+
+class BlazeFaceDetector(Detector):
+    """BlazeFace full- and short-range on the whole frame, plus full-range tiles for small faces.
+
+    MediaPipe's detector alone misses small faces and most faces in group photos; scanning
+    overlapping tiles at a few scales and merging by NMS finds them.
+    """
+
+    def __init__(self, min_score: float = 0.5, min_size: float = 40.0, max_faces: int = 0):
+        sol = _solutions()
+        self.min_score, self.min_size, self.max_faces = float(min_score), float(min_size), int(max_faces)
+        with _native_stderr_silenced():
+            self._short = _warm(sol.face_detection.FaceDetection(0, self.min_score))
+            self._full = _warm(sol.face_detection.FaceDetection(1, self.min_score))
+
+    @classmethod
+    def problem(cls) -> str | None:
+        return _mediapipe_problem()
+
+    def settings(self) -> dict[str, Any]:
+        return {"min_score": self.min_score, "min_size": self.min_size, "max_faces": self.max_faces}
+
+    def detect(self, image_rgb: np.ndarray) -> FrameDetections:
+        h, w = image_rgb.shape[:2]
+        found = [self._run(self._short, image_rgb, 0, 0, None), self._run(self._full, image_rgb, 0, 0, None)]
+        for side in tile_sides(max(h, w), self.min_size):
+            for y0 in tile_origins(h, side):
+                for x0 in tile_origins(w, side):
+                    tile = np.ascontiguousarray(image_rgb[y0 : y0 + side, x0 : x0 + side])
+                    found.append(self._run(self._full, tile, x0, y0, (w, h)))
+        boxes = np.concatenate([f.boxes_xywh for f in found])
+        scores = np.concatenate([f.scores for f in found])
+        keypoints = np.concatenate([f.keypoints_6 for f in found])
+        big_enough = np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_size
+        merged = FrameDetections(boxes, scores, keypoints)[big_enough]
+        keep = nms(merged.boxes_xywh, merged.scores, 0.3)
+        if self.max_faces > 0:
+            keep = keep[: self.max_faces]
+        return merged[keep]
+
+    @staticmethod
+    def _run(model: Any, image: np.ndarray, x0: int, y0: int, frame_size: tuple[int, int] | None) -> FrameDetections:
+        """Detections of one model on one image or tile, in frame px.
+
+        For a tile (``frame_size`` given), faces cut by an inner tile edge are dropped: the
+        overlapping neighbour sees them whole.
+        """
+        result = model.process(image)
+        if not result.detections:
+            return FrameDetections.empty()
+        th, tw = image.shape[:2]
+        boxes, scores, keypoints = [], [], []
+        for det in result.detections:
+            rb = det.location_data.relative_bounding_box
+            box = np.array([rb.xmin * tw, rb.ymin * th, rb.width * tw, rb.height * th])
+            if frame_size is not None and _touches_inner_edge(box, x0, y0, tw, th, frame_size):
+                continue
+            boxes.append(box + [x0, y0, 0, 0])
+            scores.append(det.score[0])
+            keypoints.append([(k.x * tw + x0, k.y * th + y0) for k in det.location_data.relative_keypoints])
+        if not boxes:
+            return FrameDetections.empty()
+        return FrameDetections(np.float32(boxes), np.float32(scores), np.float32(keypoints))
+
+
+def _touches_inner_edge(box: np.ndarray, x0: int, y0: int, tw: int, th: int, frame_size: tuple[int, int]) -> bool:
+    margin = 2.0
+    x, y, bw, bh = box
+    fw, fh = frame_size
+    return bool(
+        (x0 > 0 and x < margin)
+        or (y0 > 0 and y < margin)
+        or (x0 + tw < fw and x + bw > tw - margin)
+        or (y0 + th < fh and y + bh > th - margin)
+    )
+
+
+class FaceMeshSession(LandmarkSession):
+    """One MediaPipe face mesh fed with a square crop around one face.
+
+    In video mode the mesh tracks: it reuses its last landmarks to place the next region of
+    interest and runs its own detector only when it loses the face, which is what makes it fast.
+    """
+
+    def __init__(self, video: bool, crop_px: int):
+        self.crop_px = crop_px
+        with _native_stderr_silenced():
+            self._mesh = _warm(_solutions().face_mesh.FaceMesh(
+                static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5,
+            ))
+
+    def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
+        x0, y0, side = float(roi_xywh[0]), float(roi_xywh[1]), float(roi_xywh[2])
+        scale = self.crop_px / side
+        warp = np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
+        crop = cv2.warpAffine(image_rgb, warp, (self.crop_px, self.crop_px), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        with _native_stderr_silenced():  # it warns about non-square ROIs on first use, from C++
+            result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], np.float64)
+        points *= self.crop_px / scale
+        points[:, 0] += x0
+        points[:, 1] += y0
+        return points
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+class FaceMeshModel(LandmarkModel):
+    """MediaPipe face mesh with irises (478 points), run on each face's crop."""
+
+    def __init__(self, crop_px: int = 256):
+        self.crop_px = int(crop_px)
+
+    @classmethod
+    def problem(cls) -> str | None:
+        return _mediapipe_problem()
+
+    def settings(self) -> dict[str, Any]:
+        return {"crop_px": self.crop_px}
+
+    def open_session(self, video: bool) -> LandmarkSession:
+        return FaceMeshSession(video, self.crop_px)

@@ -1,0 +1,52 @@
+"""The ``facecli`` command: a thin layer over the library, one file per command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import __version__
+from ..errors import FacecliError
+from .common import console
+from .detect import detect
+from .doctor import doctor
+from .landmarks import landmarks
+from .planned import PLANNED, planned_command
+
+app = typer.Typer(
+    name="facecli", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Batch face video processing, offline on a CPU. Each stage reads media or an earlier stage's "
+         "files and writes standardized files, so stages chain in shell scripts.",
+)
+app.command()(detect)
+app.command()(landmarks)
+for _name in PLANNED:
+    app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
+        planned_command(_name))
+app.command()(doctor)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"facecli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+def main() -> None:
+    """Console entry point: facecli errors become one line, never a traceback."""
+    try:
+        app()
+    except FacecliError as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted: complete outputs are kept, partial ones were removed", markup=False)
+        sys.exit(130)

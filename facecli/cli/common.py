@@ -1,0 +1,169 @@
+"""What every stage command shares: inputs, outputs, config, progress and the summary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import formats, media
+from ..atomic import atomic_output
+from ..batch import BatchSummary, FileResult, Job, expand_inputs, media_frame_estimate, run_batch
+from ..errors import UsageError
+
+console = Console(stderr=True)
+
+
+class FileFormat(str, Enum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+Inputs = Annotated[list[str], typer.Argument(help="Media files, folders, stage files, or - to read paths from stdin.",
+                                             show_default=False)]
+OutDir = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder [default: next to each input].",
+                                                file_okay=False)]
+Format = Annotated[FileFormat, typer.Option("--format", help="parquet, or CSV with OpenFace 2.0 column names.")]
+Preview = Annotated[Optional[Path], typer.Option(
+    "--preview", help="Draw the result: a .png/.mp4 path for one input, else a folder.")]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")]
+Glob = Annotated[Optional[str], typer.Option("--glob", help="Which files of folder inputs, e.g. '*.mp4'.")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed in parallel.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo files whose output is already complete.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary table.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks for internal errors.")]
+Report = Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report of every file here.",
+                                                dir_okay=False)]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary to stdout.")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="YAML file with the same keys as the options; "
+                                                "options given on the command line win.", dir_okay=False)]
+
+
+@dataclass
+class BatchOptions:
+    inputs: list[str]
+    output: Path | None
+    format: FileFormat
+    preview: Path | None
+    recursive: bool
+    glob: str | None
+    workers: int
+    overwrite: bool
+    quiet: bool
+    verbose: bool
+    report: Path | None
+    json: bool
+
+
+def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill options not given on the command line from ``--config`` (YAML, safe_load)."""
+    path = values.get("config")
+    if not path:
+        return values
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read config ({exc}); give a YAML file of option: value lines", path) from exc
+    if not isinstance(loaded, dict):
+        raise UsageError("config must be a mapping of option: value", path)
+    params = {p.name: p for p in ctx.command.params}
+    for key, value in loaded.items():
+        name = str(key).replace("-", "_")
+        if name not in params or name == "config":
+            raise UsageError(f"unknown option {key!r} in config; see --help for the names", path)
+        if getattr(ctx.get_parameter_source(name), "name", "") != "COMMANDLINE":
+            values[name] = params[name].type_cast_value(ctx, value)
+    return values
+
+
+def batch_options(values: dict[str, Any]) -> BatchOptions:
+    return BatchOptions(**{k: values[k] for k in BatchOptions.__dataclass_fields__})
+
+
+def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str, single: bool) -> Path | None:
+    if opts.preview is None:
+        return None
+    suffix = ".png" if media.is_image_path(media_path) else ".mp4"
+    if single and opts.preview.suffix.lower() in {".png", ".mp4"}:
+        return opts.preview
+    stem = formats.output_path(source, None, stage, "x").name.removesuffix(".x")
+    return opts.preview / f"{stem}.preview{suffix}"
+
+
+def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Callable[..., Any],
+               options: Any, media_of: Callable[[Path], Path]) -> list[Job]:
+    sources = expand_inputs(opts.inputs, opts.recursive, opts.glob, accept_stage)
+    if not sources:
+        raise UsageError("no input files found; give media files, folders or - for stdin")
+    if opts.output is not None:
+        try:
+            opts.output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", opts.output) from exc
+    single = len(sources) == 1
+    return [
+        Job(src, formats.output_path(src, opts.output, stage, opts.format.value),
+            preview_path(opts, src, _safe_media(media_of, src), stage, single), run, options)
+        for src in sources
+    ]
+
+
+def _safe_media(media_of: Callable[[Path], Path], source: Path) -> Path:
+    try:
+        return media_of(source)
+    except Exception:  # noqa: BLE001 - a broken input fails later, in the batch, with its own line
+        return source
+
+
+def execute(opts: BatchOptions, jobs: list[Job]) -> None:
+    """Run the batch with progress, print the summary, write the report; exit 0 or 1."""
+    summary = _run_with_progress(opts, jobs) if not (opts.quiet or opts.json) else \
+        run_batch(jobs, opts.workers, opts.overwrite, opts.verbose)
+    if not opts.quiet and not opts.json:
+        _print_summary(summary)
+    elif not opts.json:
+        for r in summary.results:
+            if r.status == "failed":
+                console.print(f"failed: {r.reason}", markup=False, highlight=False)
+    report = summary.as_dict()
+    if opts.report:
+        with atomic_output(opts.report) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    if opts.json:
+        typer.echo(json.dumps(report))
+    raise typer.Exit(summary.exit_code)
+
+
+def _run_with_progress(opts: BatchOptions, jobs: list[Job]) -> BatchSummary:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        files = progress.add_task("files", total=len(jobs))
+        frames = progress.add_task("frames", total=sum(media_frame_estimate(j.source) for j in jobs) or None)
+
+        def on_result(result: FileResult) -> None:
+            progress.advance(files)
+            if result.status == "failed":
+                progress.console.print(f"failed: {result.reason}", markup=False, highlight=False)
+
+        return run_batch(jobs, opts.workers, opts.overwrite, opts.verbose, on_result,
+                         lambda n: progress.advance(frames, n))
+
+
+def _print_summary(summary: BatchSummary) -> None:
+    table = Table(title=f"{summary.count('done')} done, {summary.count('skipped')} skipped, "
+                        f"{summary.count('failed')} failed", title_justify="left")
+    for column in ("input", "status", "frames", "faces", "seconds", "output / reason"):
+        table.add_column(column, overflow="fold")
+    style = {"done": "green", "skipped": "yellow", "failed": "red"}
+    for r in summary.results:
+        table.add_row(Path(r.input).name, f"[{style[r.status]}]{r.status}[/]", str(r.frames), str(r.faces),
+                      f"{r.seconds:.1f}", r.reason if r.status != "done" else str(r.output))
+    console.print(table)

@@ -1,0 +1,40 @@
+"""``facecli detect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..stages.detect import DetectOptions, detect_file
+from . import common
+
+
+def detect(
+    ctx: typer.Context,
+    inputs: common.Inputs,
+    output: common.OutDir = None,
+    format: common.Format = common.FileFormat.parquet,
+    preview: common.Preview = None,
+    backend: Annotated[str, typer.Option(help="Detection backend (see facecli doctor).")] = "mediapipe",
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")] = 0.5,
+    min_size: Annotated[float, typer.Option(min=1.0, help="Smallest face side looked for, px; smaller is slower.")] = 40.0,
+    max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
+    every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
+    recursive: common.Recursive = False,
+    glob: common.Glob = None,
+    workers: common.Workers = 1,
+    overwrite: common.Overwrite = False,
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+    report: common.Report = None,
+    json: common.JsonOut = False,
+    config: common.Config = None,
+) -> None:
+    """Find faces in images and videos and track them across frames -> <stem>.faces.parquet."""
+    values = common.apply_config(ctx, dict(locals()))
+    opts = common.batch_options(values)
+    stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],
+                               max_faces=values["max_faces"], every=values["every"])
+    common.execute(opts, common.build_jobs(opts, "faces", None, detect_file, stage_opts, Path))

@@ -1,0 +1,55 @@
+"""``facecli landmarks``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..stages.detect import DetectOptions
+from ..stages.landmarks import LandmarkOptions, landmarks_file, resolve_source
+from . import common
+
+
+def landmarks(
+    ctx: typer.Context,
+    inputs: common.Inputs,
+    output: common.OutDir = None,
+    format: common.Format = common.FileFormat.parquet,
+    preview: common.Preview = None,
+    backend: Annotated[str, typer.Option(help="Landmark backend (see facecli doctor).")] = "mediapipe",
+    detector: Annotated[str, typer.Option(help="Detection backend used on keyframes.")] = "mediapipe",
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")] = 0.5,
+    min_size: Annotated[float, typer.Option(min=1.0, help="Smallest face side looked for, px.")] = 40.0,
+    max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
+    detect_every: Annotated[int, typer.Option(min=1, help="Frames between detection scans while every face "
+                                              "is tracked (shot cuts and lost faces rescan sooner).")] = 150,
+    smooth: Annotated[bool, typer.Option(help="One Euro filter on every point (see docs/formats.md).")] = False,
+    smooth_min_cutoff: Annotated[float, typer.Option(min=0.001, help="One Euro cut-off at rest, Hz.")] = 1.0,
+    smooth_beta: Annotated[float, typer.Option(min=0.0, help="One Euro speed coefficient, s/px.")] = 0.05,
+    focal: Annotated[Optional[float], typer.Option(help="Camera focal length, px [default: max(width, height)].")] = None,
+    recursive: common.Recursive = False,
+    glob: common.Glob = None,
+    workers: common.Workers = 1,
+    overwrite: common.Overwrite = False,
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+    report: common.Report = None,
+    json: common.JsonOut = False,
+    config: common.Config = None,
+) -> None:
+    """478-point landmarks, 68/5-point layouts and head pose -> <stem>.landmarks.parquet.
+
+    Inputs are media, or faces files from `facecli detect` (their detections are reused).
+    """
+    values = common.apply_config(ctx, dict(locals()))
+    opts = common.batch_options(values)
+    stage_opts = LandmarkOptions(
+        backend=values["backend"],
+        detect=DetectOptions(backend=values["detector"], min_score=values["min_score"],
+                             min_size=values["min_size"], max_faces=values["max_faces"]),
+        detect_every=values["detect_every"], smooth=values["smooth"], smooth_min_cutoff=values["smooth_min_cutoff"],
+        smooth_beta=values["smooth_beta"], focal_px=values["focal"],
+    )
+    jobs = common.build_jobs(opts, "landmarks", "faces", landmarks_file, stage_opts, lambda p: resolve_source(p)[0])
+    common.execute(opts, jobs)

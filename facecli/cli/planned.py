@@ -1,0 +1,26 @@
+"""Stages that are planned but not built yet: each says so and exits 2."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import console
+
+PLANNED = {
+    "stabilize": "Remove rigid head motion: aligned face videos and rigid alignment of 3D meshes.",
+    "reconstruct": "Per-frame metric 3D face mesh, head pose and expression parameters.",
+    "classify": "Action units and expressions, with an explanation.",
+    "animate": "A talking portrait from one image and speech.",
+    "reenact": "A portrait driven by a driving video.",
+}
+
+
+def planned_command(name: str):
+    def command(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None) -> None:
+        console.print(f"facecli {name}: not implemented yet (see the project's issues).", markup=False)
+        raise typer.Exit(2)
+
+    command.__doc__ = f"{PLANNED[name]} (not implemented yet)"
+    return command

@@ -1,0 +1,106 @@
+"""Geometry shared by the stages: boxes, similarity fits, camera pose, Euler angles."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of boxes given as (x, y, w, h) px."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ax2, ay2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx2, by2 = b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, 0, None], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, 1, None], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+    order = np.argsort(-np.asarray(scores))
+    keep: list[int] = []
+    while order.size:
+        best = order[0]
+        keep.append(int(best))
+        overlaps = box_iou(boxes[best], boxes[order[1:]])[0]
+        order = order[1:][overlaps < iou_threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def square_box(box_xywh: np.ndarray, scale: float) -> np.ndarray:
+    """A square box with side ``scale * max(w, h)`` around the centre of ``box_xywh``."""
+    x, y, w, h = box_xywh
+    side = scale * max(w, h)
+    return np.array([x + w / 2 - side / 2, y + h / 2 - side / 2, side, side])
+
+
+def points_box(points_xy: np.ndarray) -> np.ndarray:
+    """Tight (x, y, w, h) box around 2D points."""
+    lo, hi = points_xy.min(axis=0), points_xy.max(axis=0)
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, scale: bool = True):
+    """Least-squares similarity ``dst ≈ s * R @ src + t`` (Umeyama 1991), any dimension.
+
+    Returns (s, R, t). ``weights`` (N,) weigh each correspondence.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    xs, xd = src - mu_s, dst - mu_d
+    cov = (xd * w[:, None]).T @ xs
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.ones(len(sig))
+    d[-1] = np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0
+    rot = u @ np.diag(d) @ vt
+    var_s = (w * (xs**2).sum(axis=1)).sum()
+    s = float((sig * d).sum() / var_s) if scale else 1.0
+    t = mu_d - s * rot @ mu_s
+    return s, rot, t
+
+
+def camera_matrix(width: int, height: int, focal_px: float | None = None) -> np.ndarray:
+    """Pinhole intrinsics; the default focal length is max(width, height) px (about 53° across)."""
+    f = float(focal_px or max(width, height))
+    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float64)
+
+
+def solve_pose(model_mm: np.ndarray, image_px: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid pose of a 3D model (mm) from its 2D projections (px): rotation matrix and translation (mm).
+
+    The model's axes follow OpenCV's camera (x right, y down, z forward), so R = I is a face
+    looking straight at the camera.
+    """
+    obj = np.ascontiguousarray(model_mm, np.float64).reshape(-1, 1, 3)
+    img = np.ascontiguousarray(image_px, np.float64).reshape(-1, 1, 2)
+    ok, rvec, tvec = cv2.solvePnP(obj, img, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        return np.eye(3), np.full(3, np.nan)
+    ok, rvec, tvec = cv2.solvePnP(obj, img, camera, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
+    rot, _ = cv2.Rodrigues(rvec)
+    return rot, tvec.ravel()
+
+
+def euler_xyz(rot: np.ndarray) -> np.ndarray:
+    """Angles (rx, ry, rz) in radians with rot = Rx(rx) @ Ry(ry) @ Rz(rz) (OpenFace's convention)."""
+    ry = np.arcsin(np.clip(rot[0, 2], -1.0, 1.0))
+    rx = np.arctan2(-rot[1, 2], rot[2, 2])
+    rz = np.arctan2(-rot[0, 1], rot[0, 0])
+    return np.array([rx, ry, rz])
+
+
+def rotation_from_euler_xyz(angles: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`euler_xyz`."""
+    rx, ry, rz = angles
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rot_x @ rot_y @ rot_z

@@ -1,0 +1,690 @@
+"""The one media layer: probe, decode and encode images and videos.
+
+Videos go through the ffmpeg binary bundled with imageio-ffmpeg, run with argument
+lists (never a shell) and streamed frame by frame, so memory does not grow with
+video length. Every unreadable input raises ``InputError`` naming the file and
+saying what to do; every unwritable output raises ``OutputError``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import queue
+import re
+import subprocess
+import threading
+import warnings
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import ExifTags, Image, ImageOps
+
+from .atomic import atomic_output
+from .errors import BackendUnavailable, InputError, OutputError, UsageError
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+DEFAULT_MAX_PIXELS = 100_000_000
+PROBE_TIMEOUT_S = 60
+STDERR_TAIL_LINES = 20
+STAMP_TIMEOUT_S = 10.0
+
+# Substrings (lower case) of ffmpeg log lines that mean the input is damaged.
+_DECODE_ERROR_MARKERS = (
+    "invalid data",
+    "partial file",
+    "corrupt",
+    "error while decoding",
+    "truncating packet",
+    "moov atom not found",
+    "invalid nal unit",
+)
+# EXIF orientations that turn the image by 90 or 270 degrees.
+_EXIF_SWAPS_AXES = frozenset({5, 6, 7, 8})
+
+
+def max_pixels() -> int:
+    """Largest decoded frame (width*height, pixels) accepted; env FACECLI_MAX_PIXELS."""
+    raw = os.environ.get("FACECLI_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UsageError(f"FACECLI_MAX_PIXELS must be a positive whole number of pixels, got {raw!r}")
+    return value
+
+
+def is_image_path(path: str | Path) -> bool:
+    """True when the suffix is one of IMAGE_SUFFIXES (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary (imageio-ffmpeg's, or env IMAGEIO_FFMPEG_EXE)."""
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise BackendUnavailable(f"no ffmpeg binary ({exc}); reinstall imageio-ffmpeg") from exc
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the header of an image or video says."""
+
+    path: Path
+    kind: str  # "image" or "video"
+    width: int  # px, after rotation / EXIF orientation is applied
+    height: int  # px, after rotation / EXIF orientation is applied
+    fps: float  # nominal frames/s from the header; 0.0 for images
+    frame_count: int  # header estimate (duration*fps) for video; 1 for images
+    duration_s: float  # seconds; 0.0 for images
+    rotation_deg: int  # clockwise turn a player applies (legacy `rotate` tag convention); 0 for images
+    has_audio: bool
+    codec: str
+
+
+@dataclass
+class Frame:
+    """One decoded frame."""
+
+    index: int  # 0-based index among all decoded frames
+    timestamp_s: float  # presentation time, seconds (real per-frame pts, so VFR is kept)
+    image: np.ndarray  # HxWx3 uint8 RGB
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_file(path: str | Path) -> Path:
+    """Return ``path`` as a Path, or raise InputError when it is not a readable, non-empty file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found; check the path", path)
+    if path.is_dir():
+        raise InputError("is a folder, not a media file; pass the files inside it", path)
+    if path.stat().st_size == 0:
+        raise InputError("empty file (0 bytes); re-export or remove it", path)
+    if not os.access(path, os.R_OK):
+        raise InputError("cannot read it (permission denied); fix its permissions", path)
+    return path
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} MP"
+
+
+def _check_pixels(kind: str, width: int, height: int, path: Path) -> None:
+    """Refuse frames over max_pixels() before anything is decoded."""
+    cap = max_pixels()
+    if width * height > cap:
+        raise InputError(
+            f"{kind} is {width}x{height} = {_megapixels(width * height)}, over the {_megapixels(cap)} cap; "
+            "set FACECLI_MAX_PIXELS to allow it",
+            path,
+        )
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _open_image(path: Path) -> Image.Image:
+    """Open (header only) and check the pixel cap; Pillow's bomb guard uses the same cap."""
+    Image.MAX_IMAGE_PIXELS = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit; our own check below gives the error.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses before we see the size; its message carries the pixel count.
+        count = re.search(r"\((\d+) pixels\)", str(exc))
+        size = _megapixels(int(count.group(1))) if count else "too large"
+        raise InputError(
+            f"image is {size}, over the {_megapixels(max_pixels())} cap; set FACECLI_MAX_PIXELS to allow it", path
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError("not an image Pillow can decode (is the suffix right?)", path) from exc
+    try:
+        _check_pixels("image", im.width, im.height, path)
+    except InputError:
+        im.close()
+        raise
+    return im
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1  # a broken EXIF block is ignored, as viewers do
+
+
+def _probe_image(path: Path) -> MediaInfo:
+    with _open_image(path) as im:
+        width, height = im.size
+        if _exif_orientation(im) in _EXIF_SWAPS_AXES:
+            width, height = height, width
+        codec = (im.format or "unknown").lower()
+    return MediaInfo(path, "image", width, height, 0.0, 1, 0.0, 0, False, codec)
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> HxWx3 uint8 RGB; high bit depths are scaled, not clipped."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit sources (Pillow gives 'I' for some of them): keep the top 8 bits.
+        gray = (np.clip(np.asarray(im, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+    elif im.mode == "F":
+        data = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        scale = 255.0 if data.max(initial=0.0) <= 1.0 else 1.0  # float images are either 0..1 or 0..255
+        gray = np.clip(np.rint(data * scale), 0, 255).astype(np.uint8)
+    else:
+        rgb = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
+        return np.ascontiguousarray(rgb)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image to HxWx3 uint8 RGB (C-contiguous), EXIF orientation applied, alpha dropped."""
+    path = _check_file(path)
+    with _open_image(path) as im:
+        try:
+            return _to_rgb8(ImageOps.exif_transpose(im))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"image cannot be decoded ({exc}); re-export it", path) from exc
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Write HxWx3 uint8 RGB atomically; the format comes from the suffix (JPEG/WebP at quality 95)."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise OutputError(f"unknown image suffix {path.suffix!r}; use one of {', '.join(sorted(IMAGE_SUFFIXES))}", path)
+    _check_frame(rgb)
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_output(path) as tmp:
+        try:
+            Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(tmp, format=fmt, **options)
+        except OSError as exc:
+            raise OutputError(f"cannot write image ({exc}); check disk space and permissions", path) from exc
+
+
+def _check_frame(rgb: np.ndarray, width: int | None = None, height: int | None = None) -> None:
+    """Reject arrays that are not HxWx3 uint8 (of the given size): a caller bug, hence ValueError."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
+    if width is not None and rgb.shape[:2] != (height, width):
+        raise ValueError(f"expected a {height}x{width}x3 frame, got {rgb.shape}")
+
+
+# --------------------------------------------------------------------------- video probe
+
+_RE_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_RE_VIDEO = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: (\w+)(.*)$")
+_RE_SIZE = re.compile(r", (\d+)x(\d+)\b")  # ", 720x528": the comma keeps codec tags like 0x3163 out
+_RE_RATE = re.compile(r", (\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
+_RE_DISPLAY_MATRIX = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
+_RE_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)")
+
+
+def _ffmpeg_input(path: Path) -> str:
+    """The `file:` protocol stops ffmpeg from reading names like 'concat:x' or 'http:x' as URLs."""
+    return f"file:{path.resolve()}"
+
+
+def _snap_rate(fps: float) -> float:
+    """ffmpeg prints rates rounded (23.98); restore the exact NTSC rates (24000/1001)."""
+    for base in (24, 30, 48, 60, 120):
+        exact = base * 1000 / 1001
+        if abs(fps - exact) < 0.006:
+            return exact
+    return fps
+
+
+def _parse_rate(text: str) -> float:
+    rates = {unit: float(num) * (1000 if k else 1) for num, k, unit in _RE_RATE.findall(text)}
+    return _snap_rate(rates.get("fps") or rates.get("tbr") or 0.0)
+
+
+def _rotation_cw(block: list[str]) -> int:
+    """Clockwise display rotation from a stream's side data or legacy rotate tag, snapped to 90."""
+    for line in block:
+        if m := _RE_DISPLAY_MATRIX.search(line):
+            return round(-float(m.group(1)) / 90) * 90 % 360  # the display matrix angle is counter-clockwise
+        if m := _RE_ROTATE_TAG.match(line):
+            return round(int(m.group(1)) / 90) * 90 % 360
+    return 0
+
+
+def _stream_block(lines: list[str], start: int) -> list[str]:
+    """Lines belonging to the stream that starts at ``start`` (metadata, side data)."""
+    block = []
+    for line in lines[start + 1 :]:
+        if re.match(r"\s*(Stream #|Input #|Output #|At least one)", line):
+            break
+        block.append(line)
+    return block
+
+
+def _starts_like_mp4(path: Path) -> bool:
+    """True when the file opens with an ISO-BMFF box (size + 'ftyp', 'mdat', ...)."""
+    with path.open("rb") as fh:
+        return fh.read(8)[4:] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+def _probe_error(path: Path, stderr: str) -> InputError:
+    lower = stderr.lower()
+    # ffmpeg falls back to the suffix, so any junk named .mp4 also lacks a moov atom.
+    if "moov atom not found" in lower and _starts_like_mp4(path):
+        return InputError("truncated or unfinished MP4 (moov atom not found); re-download or re-encode it", path)
+    if "invalid data found" in lower:
+        return InputError("not a video or image ffmpeg can decode (is the suffix right?)", path)
+    last = _last_line(stderr.splitlines())
+    return InputError(f"ffmpeg cannot open it ({last}); re-encode it", path)
+
+
+def _clean(line: str) -> str:
+    """An ffmpeg log line without its '[h264 @ 0x55..]' tags and final period, for our messages."""
+    return re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip()).rstrip(".")
+
+
+def _last_line(lines: list[str] | deque[str]) -> str:
+    meaningful = [_clean(ln) for ln in lines if ln.strip() and "At least one output file" not in ln]
+    return meaningful[-1] if meaningful else "no message"
+
+
+def _ffmpeg_header(path: Path) -> tuple[str, list[str]]:
+    """Run `ffmpeg -i` (there is no ffprobe in imageio-ffmpeg) and return its stderr and lines."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise InputError(f"ffmpeg needed over {PROBE_TIMEOUT_S} s to read the header; re-encode it", path) from exc
+    stderr = done.stderr.decode("utf-8", errors="replace")
+    lines = stderr.splitlines()
+    if not any(line.startswith("Input #") for line in lines):
+        raise _probe_error(path, stderr)
+    return stderr, lines
+
+
+def _has_audio_stream(lines: list[str]) -> bool:
+    return any(re.match(r"\s*Stream #\d+:\d+.*?: Audio: ", ln) for ln in lines)
+
+
+def _probe_video(path: Path) -> MediaInfo:
+    stderr, lines = _ffmpeg_header(path)
+    video_at = next((i for i, ln in enumerate(lines) if _RE_VIDEO.match(ln) and "attached pic" not in ln), None)
+    if video_at is None:
+        raise InputError("has no video stream; pass a video or an image", path)
+    codec, rest = _RE_VIDEO.match(lines[video_at]).groups()
+    size = _RE_SIZE.search(rest)
+    if size is None or int(size.group(1)) == 0 or int(size.group(2)) == 0:
+        raise InputError("video stream has no frame size; re-encode it", path)
+    width, height = int(size.group(1)), int(size.group(2))
+    rotation = _rotation_cw(_stream_block(lines, video_at))
+    if rotation in (90, 270):
+        width, height = height, width
+    dur = _RE_DURATION.search(stderr)
+    duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
+    fps = _parse_rate(rest)
+    has_audio = _has_audio_stream(lines)
+    return MediaInfo(path, "video", width, height, fps, round(duration * fps), duration, rotation, has_audio, codec)
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read the header of an image (by suffix, via Pillow) or a video (via ffmpeg); no frames are decoded.
+
+    Raises InputError when the file is missing, empty, undecodable or over the pixel cap.
+    """
+    path = _check_file(path)
+    info = _probe_image(path) if is_image_path(path) else _probe_video(path)
+    _check_pixels(info.kind, info.width, info.height, path)
+    return info
+
+
+# --------------------------------------------------------------------------- video decode
+
+
+class _StderrPump(threading.Thread):
+    """Drains a child's stderr so ffmpeg never blocks on a full pipe; keeps only a short tail.
+
+    ``on_line`` sees every line first; lines it returns True for are not kept in the tail.
+    """
+
+    def __init__(self, stream: IO[bytes], on_line: Callable[[str], bool] | None = None):
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._on_line = on_line
+        self.tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+    def run(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if not (self._on_line and self._on_line(line)):
+                self.tail.append(line)
+
+
+_RE_SHOWINFO = re.compile(r"\bn:\s*(\d+)\s+pts:\s*\S+\s+pts_time:(\S+).*?\bs:(\d+)x(\d+)")
+
+
+@dataclass
+class _DecodeLog:
+    """What the stderr thread learned: per-frame (pts_time, w, h) and where errors appeared."""
+
+    stamps: queue.Queue[tuple[float | None, int, int]]
+    frames_logged: int = 0
+    first_error: str | None = None
+    last_error_frame: int = -1
+
+    def next_stamp(self) -> tuple[float | None, int, int] | None:
+        """The next frame's stamp, or None when showinfo lines stopped coming (fall back to index/fps)."""
+        try:
+            # showinfo logs a frame before ffmpeg writes it, so a stamp is late only if unparseable.
+            return self.stamps.get(timeout=STAMP_TIMEOUT_S)
+        except queue.Empty:
+            return None
+
+    def on_line(self, line: str) -> bool:
+        if "Parsed_showinfo" in line:
+            if m := _RE_SHOWINFO.search(line):
+                self.frames_logged += 1
+                self.stamps.put((_float_or_none(m.group(2)), int(m.group(3)), int(m.group(4))))
+            return True
+        if any(marker in line.lower() for marker in _DECODE_ERROR_MARKERS):
+            self.first_error = self.first_error or _clean(line)
+            self.last_error_frame = self.frames_logged
+        return False
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None  # showinfo prints NOPTS for frames without a timestamp
+
+
+def _read_exact(stream: IO[bytes], buf: memoryview) -> int:
+    """Fill ``buf`` from ``stream``; return the byte count (short only at end of stream)."""
+    got = 0
+    while got < len(buf):
+        n = stream.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _decode_cmd(path: Path) -> list[str]:
+    # ffmpeg autorotates by default, so frames come out at probe()'s rotated size.
+    # -fps_mode passthrough keeps every decoded frame and its own pts (no dup/drop to a fixed rate).
+    return [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats",
+        "-i", _ffmpeg_input(path),
+        "-map", "0:v:0", "-vf", "showinfo", "-fps_mode", "passthrough",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+    ]  # fmt: skip
+
+
+def iter_frames(path: str | Path, info: MediaInfo | None = None, stride: int = 1) -> Iterator[Frame]:
+    """Yield every ``stride``-th decoded frame (index keeps the real decoded index).
+
+    Images yield one Frame(0, 0.0, pixels). Videos are decoded by one ffmpeg process and
+    streamed; closing the iterator early stops ffmpeg. Checks (file, pixel cap) run now;
+    damage found while decoding raises InputError from the iterator.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    path = _check_file(path)
+    info = info or probe(path)
+    if info.kind == "image":
+        return iter([Frame(0, 0.0, read_image(path))])
+    _check_pixels("video", info.width, info.height, path)
+    return _iter_video(path, info, stride)
+
+
+def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
+    # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
+    # stalls on the stdout pipe until we read it, so it is never far ahead of us.
+    log = _DecodeLog(queue.Queue())
+    proc = subprocess.Popen(_decode_cmd(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pump = _StderrPump(proc.stderr, log.on_line)
+    pump.start()
+    try:
+        decoded = yield from _stream_frames(proc.stdout, log, info, stride, path)
+        proc.wait()
+        pump.join()
+        _check_decode_end(path, info, log, pump.tail, proc.returncode, decoded)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        pump.join()
+        proc.stderr.close()
+
+
+def _stream_frames(
+    stdout: IO[bytes], log: _DecodeLog, info: MediaInfo, stride: int, path: Path
+) -> Generator[Frame, None, int]:
+    """Yield frames read from ffmpeg's stdout; return how many were decoded in all."""
+    width, height = info.width, info.height
+    frame_bytes = width * height * 3
+    scratch = np.empty((height, width, 3), np.uint8)  # reused for frames skipped by stride
+    stamps_done = False
+    index = 0
+    while True:
+        image = np.empty_like(scratch) if index % stride == 0 else scratch
+        got = _read_exact(stdout, memoryview(image).cast("B"))
+        if got == 0:
+            return index
+        if got < frame_bytes:
+            raise InputError(f"truncated video: frame {index} was cut short; re-download or re-encode it", path)
+        stamp = None if stamps_done else log.next_stamp()
+        stamps_done = stamp is None
+        if stamp and stamp[1:] != (width, height):
+            raise InputError(
+                f"frame {index} is {stamp[1]}x{stamp[2]}, not {width}x{height} as the header says; "
+                "re-encode it to one frame size",
+                path,
+            )
+        if index % stride == 0:
+            pts = stamp[0] if stamp and stamp[0] is not None else None
+            yield Frame(index, pts if pts is not None else index / (info.fps or 1.0), image)
+        index += 1
+
+
+def _check_decode_end(
+    path: Path, info: MediaInfo, log: _DecodeLog, tail: deque[str], returncode: int, decoded: int
+) -> None:
+    """Raise InputError when ffmpeg failed, decoded nothing, or stopped early because of damage."""
+    expected = info.frame_count
+    decoded_s = decoded / info.fps if info.fps else info.duration_s
+    stopped_early = decoded < 0.9 * expected or decoded_s < info.duration_s - 1.0
+    # Damage in the last second of decoding plus missing frames: the file was cut off
+    # (the header estimate of a cut file already shrinks, so the 90% rule alone misses it).
+    errors_at_end = log.last_error_frame >= decoded - max(2.0, info.fps) and decoded < expected - 1
+    if log.first_error and (returncode != 0 or decoded == 0 or stopped_early or errors_at_end):
+        raise InputError(
+            f"truncated or corrupt video: decoding stopped at frame {decoded} of ~{expected} ({log.first_error}); "
+            "re-download or re-encode it",
+            path,
+        )
+    if returncode != 0:
+        raise InputError(f"ffmpeg stopped at frame {decoded} of ~{expected} ({_last_line(tail)}); re-encode it", path)
+    if decoded == 0:
+        raise InputError(f"no frame could be decoded ({_last_line(tail)}); re-encode it", path)
+
+
+# --------------------------------------------------------------------------- video encode
+
+
+@functools.cache
+def _h264_available() -> bool:
+    done = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, check=False)
+    return b" libx264 " in done.stdout
+
+
+def _codec_args(crf: int) -> list[str]:
+    if _h264_available():
+        return ["-c:v", "libx264", "-crf", str(crf)]
+    # mpeg4 has no CRF; its quantiser 1..31 is roughly crf/6 for similar quality.
+    return ["-c:v", "mpeg4", "-q:v", str(min(31, max(1, round(crf / 6))))]
+
+
+def _has_audio(path: str | Path) -> bool:
+    """True when ffmpeg finds an audio stream (audio-only files included; images have none)."""
+    path = _check_file(path)
+    return not is_image_path(path) and _has_audio_stream(_ffmpeg_header(path)[1])
+
+
+class VideoWriter:
+    """Encode RGB frames to a video file (H.264 yuv420p, +faststart; mpeg4 without libx264).
+
+    Odd sizes are padded (one black column/row at the right/bottom) to the even size
+    yuv420p needs; no pixel is cropped. With ``audio_from`` naming media that has audio,
+    its first audio stream is muxed in as AAC, padded with silence or cut to the video's
+    length. The file appears only when close() succeeds (atomic_output); an exception
+    inside ``with`` leaves neither the file nor a temporary one.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float,
+        audio_from: Path | None = None,
+        crf: int = 18,
+    ):
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise ValueError(f"need positive width, height and fps, got {width}x{height} at {fps}")
+        self.path = Path(path)
+        self.width, self.height, self.fps = width, height, fps
+        self._audio = Path(audio_from) if audio_from is not None and _has_audio(audio_from) else None
+        self._atomic = atomic_output(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._proc = subprocess.Popen(
+                self._command(tmp, crf), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise OutputError(f"cannot start ffmpeg ({exc})", self.path) from exc
+        self._pump = _StderrPump(self._proc.stderr)
+        self._pump.start()
+        self._closed = False
+
+    def _command(self, tmp: Path, crf: int) -> list[str]:
+        rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
+            "-framerate", str(rate), "-i", "pipe:0",
+        ]  # fmt: skip
+        if self._audio is not None:
+            cmd += ["-i", _ffmpeg_input(self._audio)]
+        cmd += ["-map", "0:v:0"]
+        if self._audio is not None:
+            # apad + -shortest: the audio ends exactly with the video, whichever is longer.
+            cmd += ["-map", "1:a:0?", "-c:a", "aac", "-af", "apad", "-shortest"]
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf), "-pix_fmt", "yuv420p"]
+        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            cmd += ["-movflags", "+faststart"]
+        return [*cmd, f"file:{tmp}"]
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one HxWx3 uint8 RGB frame of the size given at construction."""
+        if self._closed:
+            raise ValueError("write() after close()")
+        _check_frame(rgb, self.width, self.height)
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+        except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
+            self._proc.wait()
+            self._pump.join()
+            error = self._failure()
+            self._abort(error)
+            raise error from exc
+
+    def _failure(self) -> OutputError:
+        return OutputError(
+            f"ffmpeg failed to encode ({_last_line(self._pump.tail)}); check disk space and the -o folder", self.path
+        )
+
+    def close(self) -> None:
+        """Finish the file and move it into place; raises OutputError when ffmpeg fails."""
+        if self._closed:
+            return
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # ffmpeg already exited; its return code below says how
+        self._proc.wait()
+        self._pump.join()
+        self._proc.stderr.close()
+        if self._proc.returncode != 0:
+            error = self._failure()
+            self._abort(error)
+            raise error
+        self._closed = True
+        try:
+            self._atomic.__exit__(None, None, None)
+        except OSError as exc:
+            raise OutputError(f"cannot move the finished video into place ({exc.strerror})", self.path) from exc
+
+    def _abort(self, exc: BaseException) -> None:
+        """Stop ffmpeg and drop the temporary file."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._pump.join()
+        for stream in (self._proc.stdin, self._proc.stderr):
+            try:
+                stream.close()
+            except (BrokenPipeError, OSError):
+                pass
+        self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self._abort(exc)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def file_sha256(path: str | Path, limit_bytes: int | None = None) -> str:
+    """Hex SHA-256 of the file's content (only its first ``limit_bytes`` when given), read in 1 MiB chunks."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    remaining = limit_bytes if limit_bytes is not None else float("inf")
+    try:
+        with path.open("rb") as fh:
+            while remaining > 0:
+                chunk = fh.read(int(min(1 << 20, remaining)))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read it ({exc.strerror}); check the path and permissions", path) from exc
+    return digest.hexdigest()

@@ -1,0 +1,133 @@
+"""Typed results: one row per (frame, face), NumPy columns whose shapes are checked on creation.
+
+"No face" is an empty result, never ``None``. Serialization lives in :mod:`facecli.formats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from .facemodel import IBUG68_FROM_MESH, five_points
+
+T = TypeVar("T", bound="FaceTable")
+
+
+@dataclasses.dataclass(kw_only=True)
+class FaceTable:
+    """Columns shared by every stage's result; subclasses add their own.
+
+    ``SHAPES`` maps each column to its per-row shape and dtype; ``header`` holds the
+    provenance (source media, backend, settings) written into the file's metadata.
+    """
+
+    frame_index: np.ndarray  # (N,) 0-based index of the decoded frame (files number frames from 1)
+    timestamp_s: np.ndarray  # (N,) presentation time, seconds
+    face_id: np.ndarray  # (N,) track id, stable across frames within a shot
+    shot: np.ndarray  # (N,) 0-based shot number (cuts start a new shot)
+    header: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    SHAPES: ClassVar[dict[str, tuple[tuple[int, ...], type]]] = {
+        "frame_index": ((), np.int64),
+        "timestamp_s": ((), np.float64),
+        "face_id": ((), np.int64),
+        "shot": ((), np.int64),
+    }
+
+    def __post_init__(self) -> None:
+        n = len(np.asarray(self.frame_index).reshape(-1))
+        for name, (shape, dtype) in self.SHAPES.items():
+            value = np.asarray(getattr(self, name), dtype=dtype)
+            if value.shape != (n, *shape):
+                raise ValueError(f"{type(self).__name__}.{name}: expected shape {(n, *shape)}, got {value.shape}")
+            setattr(self, name, value)
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    def __getitem__(self: T, index: Any) -> T:
+        """Rows selected by a slice, an index array or a boolean mask."""
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1 or None)
+        return type(self)(**{name: getattr(self, name)[index] for name in self.SHAPES}, header=self.header)
+
+    @classmethod
+    def empty(cls: type[T], header: dict[str, Any] | None = None) -> T:
+        return cls(**{name: np.zeros((0, *shape), dtype) for name, (shape, dtype) in cls.SHAPES.items()},
+                   header=header or {})
+
+    @classmethod
+    def concat(cls: type[T], parts: list[T], header: dict[str, Any] | None = None) -> T:
+        if not parts:
+            return cls.empty(header)
+        columns = {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.SHAPES}
+        return cls(**columns, header=header if header is not None else parts[0].header)
+
+    @property
+    def face_ids(self) -> np.ndarray:
+        """The distinct track ids, sorted."""
+        return np.unique(self.face_id)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Faces(FaceTable):
+    """Face detections. Keypoints (BlazeFace order): right eye, left eye, nose tip, mouth
+    centre, right ear tragion, left ear tragion ("right" is the subject's: image left)."""
+
+    score: np.ndarray  # (N,) detector confidence 0-1
+    box_xywh: np.ndarray  # (N, 4) px: left, top, width, height
+    keypoints_6: np.ndarray  # (N, 6, 2) px
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "score": ((), np.float32),
+        "box_xywh": ((4,), np.float32),
+        "keypoints_6": ((6, 2), np.float32),
+    }
+
+
+@dataclasses.dataclass(kw_only=True)
+class Landmarks(FaceTable):
+    """Dense landmarks and head pose.
+
+    ``landmarks_478``: MediaPipe's face mesh with irises; x, y in px, z a relative depth in
+    the same px scale (smaller is nearer the camera). Head pose is the mean face's pose in
+    the camera frame (x right, y down, z forward): ``rotation_rad`` = (rx, ry, rz) with
+    R = Rx·Ry·Rz as OpenFace's pose_Rx/Ry/Rz; ``translation_mm`` as pose_Tx/Ty/Tz.
+    ``landmarks_68_mm``: the 68 iBUG points in camera coordinates, mm.
+    """
+
+    confidence: np.ndarray  # (N,) 0-1, agreement of the mesh with the mean face
+    box_xywh: np.ndarray  # (N, 4) px, tight around the mesh
+    landmarks_478: np.ndarray  # (N, 478, 3) px
+    rotation_rad: np.ndarray  # (N, 3)
+    translation_mm: np.ndarray  # (N, 3)
+    landmarks_68_mm: np.ndarray  # (N, 68, 3)
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "confidence": ((), np.float32),
+        "box_xywh": ((4,), np.float32),
+        "landmarks_478": ((478, 3), np.float32),
+        "rotation_rad": ((3,), np.float32),
+        "translation_mm": ((3,), np.float32),
+        "landmarks_68_mm": ((68, 3), np.float32),
+    }
+
+    @property
+    def landmarks_68(self) -> np.ndarray:
+        """(N, 68, 2) px in the iBUG 300-W layout (see :data:`facecli.facemodel.IBUG68_FROM_MESH`)."""
+        return self.landmarks_478[:, IBUG68_FROM_MESH, :2]
+
+    @property
+    def landmarks_5(self) -> np.ndarray:
+        """(N, 5, 2) px: eye centres, nose tip, mouth corners (ArcFace order)."""
+        return five_points(self.landmarks_478)[..., :2]
+
+    @property
+    def head_pose_deg(self) -> np.ndarray:
+        """(N, 3) yaw, pitch, roll in degrees: rotations about the camera's y, x and z axes."""
+        rx, ry, rz = np.degrees(self.rotation_rad.astype(np.float64)).T
+        return np.stack([ry, rx, rz], axis=1)

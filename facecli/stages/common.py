@@ -1,0 +1,94 @@
+"""What every stage does around its own work: probe, stream rows to a file, draw a preview."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import media
+from ..formats import TableWriter, make_header
+from ..results import FaceTable
+
+# Rows are flushed to disk in chunks of this many frames: memory stays bounded.
+CHUNK_FRAMES = 256
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class FileStats:
+    """What one file's run produced, for the batch summary."""
+
+    frames: int = 0
+    rows: int = 0
+    faces: int = 0  # distinct face ids
+
+
+class PreviewSink:
+    """Collects drawn frames: a PNG for an image, an MP4 (with the source's audio) for a video."""
+
+    def __init__(self, path: Path, info: media.MediaInfo):
+        self.path, self.info = Path(path), info
+        self._writer: media.VideoWriter | None = None
+
+    def add(self, drawn_rgb: np.ndarray) -> None:
+        if self.info.kind == "image":
+            media.write_image(self.path, drawn_rgb)
+            return
+        if self._writer is None:
+            h, w = drawn_rgb.shape[:2]
+            audio = self.info.path if self.info.has_audio else None
+            self._writer = media.VideoWriter(self.path, w, h, self.info.fps or 25.0, audio_from=audio)
+            self._writer.__enter__()
+        self._writer.write(drawn_rgb)
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(type(error) if error else None, error, None)
+
+
+def run_to_file(
+    rows: Iterator[tuple[media.Frame, FaceTable]],
+    *,
+    stage_format: str,
+    source: Path,
+    info: media.MediaInfo,
+    output: Path,
+    backend: str,
+    settings: dict[str, Any],
+    preview: Path | None,
+    draw: Callable[[np.ndarray, Any], np.ndarray],
+    progress: ProgressCallback | None = None,
+) -> FileStats:
+    """Stream a stage's (frame, rows) pairs into ``output`` (and ``preview``), atomically."""
+    stats, ids, pending = FileStats(), set(), []
+    sink = PreviewSink(preview, info) if preview else None
+    writer = TableWriter(output, stage_format, make_header(stage_format, backend, settings, source, info))
+    try:
+        for frame, frame_rows in rows:
+            stats.frames += 1
+            pending.append(frame_rows)
+            ids.update(frame_rows.face_id.tolist())
+            if sink:
+                sink.add(draw(frame.image, frame_rows))
+            if len(pending) >= CHUNK_FRAMES:
+                writer.write(type(frame_rows).concat(pending))
+                pending = []
+            if progress:
+                progress(1)
+        if pending:
+            writer.write(type(pending[0]).concat(pending))
+        writer.close(frames_processed=stats.frames, face_ids=len(ids))
+    except BaseException as exc:
+        writer.abort(exc)
+        if sink:
+            sink.close(exc)
+        raise
+    if sink:
+        sink.close()
+    stats.rows, stats.faces = writer.rows, len(ids)
+    return stats

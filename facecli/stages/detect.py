@@ -1,0 +1,78 @@
+"""``detect``: faces in every frame, tracked across frames with persistent ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import backends, media
+from ..backends import Detector, FrameDetections
+from ..errors import UsageError
+from ..render import draw_faces
+from ..results import Faces
+from ..tracking import FaceTracker, ShotCutDetector
+from .common import FileStats, ProgressCallback, run_to_file
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Settings of the detect stage (the CLI's options, by the same names)."""
+
+    backend: str = "mediapipe"
+    min_score: float = 0.5  # 0-1: weaker detections are dropped
+    min_size: float = 40.0  # px: the smallest face side looked for (smaller is slower)
+    max_faces: int = 0  # per frame, largest scores first; 0 = no limit
+    every: int = 1  # process every Nth frame (the others are decoded only for cut detection)
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.min_size <= 0 or not 0 <= self.min_score <= 1 or self.max_faces < 0:
+            raise UsageError("need --every >= 1, --min-size > 0, 0 <= --min-score <= 1, --max-faces >= 0")
+
+    def create_detector(self) -> Detector:
+        return backends.create("detect", self.backend, min_score=self.min_score, min_size=self.min_size,
+                               max_faces=self.max_faces)
+
+
+def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: FrameDetections) -> Faces:
+    n = len(dets)
+    return Faces(frame_index=np.full(n, frame.index), timestamp_s=np.full(n, frame.timestamp_s), face_id=ids,
+                 shot=np.full(n, shot), score=dets.scores, box_xywh=dets.boxes_xywh, keypoints_6=dets.keypoints_6)
+
+
+def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = None,
+                info: media.MediaInfo | None = None) -> Iterator[tuple[media.Frame, Faces]]:
+    """Per processed frame: the frame and its tracked detections."""
+    info = info or media.probe(path)
+    detector = detector or options.create_detector()
+    cuts, tracker = ShotCutDetector(), FaceTracker()
+    for frame in media.iter_frames(path, info):
+        if cuts.update(frame.image):
+            tracker.new_shot()
+        if frame.index % options.every:
+            continue
+        dets = detector.detect(frame.image)
+        yield frame, faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
+
+
+def detect(path: str | Path, **options: object) -> Faces:
+    """Faces in an image or video, tracked across frames. Options: see :class:`DetectOptions`."""
+    opts = DetectOptions(**options)
+    info = media.probe(path)
+    detector = opts.create_detector()
+    header = {"backend": opts.backend, "settings": detector.settings(), "source": {"path": str(path)}}
+    return Faces.concat([rows for _, rows in iter_detect(Path(path), opts, detector, info)], header=header)
+
+
+def detect_file(source: Path, output: Path, options: DetectOptions, preview: Path | None = None,
+                progress: ProgressCallback | None = None) -> FileStats:
+    """The batch worker: ``source`` media to a faces file at ``output``."""
+    info = media.probe(source)
+    detector = options.create_detector()
+    return run_to_file(
+        iter_detect(source, options, detector, info), stage_format="faces", source=source, info=info,
+        output=output, backend=options.backend, settings={**asdict(options), **detector.settings()},
+        preview=preview, draw=draw_faces, progress=progress,
+    )

@@ -1,0 +1,299 @@
+"""``landmarks``: the 478-point mesh per tracked face, the 68/5-point layouts and head pose.
+
+Video strategy (what makes it run at the mesh's own speed): the detection scan runs only on
+keyframes (the first frame of each shot, every ``detect_every`` frames, and more often while
+a face is lost or none is tracked); in between, each face's mesh places its own next crop, as
+MediaPipe's tracking mode does. Input may be media or a faces file from ``detect``, whose
+detections then replace the scan on the same keyframes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import backends, formats, media
+from ..backends import Detector, FrameDetections, LandmarkSession
+from ..errors import InputError, UsageError
+from ..facemodel import IBUG68_FROM_MESH, RIGID_INDICES, mean_face
+from ..filters import OneEuroFilter
+from ..geometry import box_iou, camera_matrix, euler_xyz, points_box, solve_pose, square_box, umeyama
+from ..render import draw_landmarks
+from ..results import Faces, Landmarks
+from ..tracking import FaceTracker, ShotCutDetector
+from .common import FileStats, ProgressCallback, run_to_file
+from .detect import DetectOptions
+
+# Crop around a face for the mesh, as a multiple of the face's size: room for motion between frames.
+CROP_FROM_DETECTION = 2.0
+CROP_FROM_MESH = 1.7
+RESCAN_WHILE_SEARCHING = 6  # frames between scans while a face is lost or none is tracked
+# Rigid-point disagreement with the mean face (mm) at which confidence reaches 0.
+CONFIDENCE_ZERO_MM = 12.0
+
+
+@dataclass(frozen=True)
+class LandmarkOptions:
+    """Settings of the landmarks stage (the CLI's options, by the same names)."""
+
+    backend: str = "mediapipe"
+    detect: DetectOptions = field(default_factory=DetectOptions)
+    detect_every: int = 150  # frames between detection scans while every face is tracked
+    smooth: bool = False  # One Euro filter on each point (off by default)
+    smooth_min_cutoff: float = 1.0  # Hz: lower is smoother at rest
+    smooth_beta: float = 0.05  # s/px: higher follows fast motion with less lag
+    focal_px: float | None = None  # camera focal length; default max(width, height)
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise UsageError("--detect-every must be >= 1")
+
+
+@dataclass
+class _Track:
+    session: LandmarkSession
+    points: np.ndarray  # (478, 3) px, last fit
+    smoother: OneEuroFilter | None = None
+
+
+class _SessionPool:
+    """Reuses mesh sessions: starting a MediaPipe graph costs far more than a frame."""
+
+    def __init__(self, model: Any, video: bool):
+        self.model, self.video, self._free = model, video, []
+
+    def get(self) -> LandmarkSession:
+        return self._free.pop() if self._free else self.model.open_session(self.video)
+
+    def put(self, session: LandmarkSession) -> None:
+        self._free.append(session)
+
+    def close(self) -> None:
+        for session in self._free:
+            session.close()
+
+
+class _FileDetections:
+    """Detections from a faces file, read in step with the frames (bounded memory)."""
+
+    def __init__(self, path: Path, every: int):
+        self.every = every
+        self._batches = formats.iter_batches(path)
+        self._buffer: Faces = Faces.empty()
+
+    def at(self, frame_index: int) -> FrameDetections | None:
+        """The detections of this frame; None if the detect stage skipped it (``--every``)."""
+        if frame_index % self.every:
+            return None
+        while not len(self._buffer) or self._buffer.frame_index[-1] <= frame_index:
+            batch = next(self._batches, None)
+            if batch is None:
+                break
+            self._buffer = Faces.concat([self._buffer, batch])
+        self._buffer = self._buffer[self._buffer.frame_index >= frame_index]
+        rows = self._buffer[self._buffer.frame_index == frame_index]
+        return FrameDetections(rows.box_xywh, rows.score, rows.keypoints_6)
+
+
+class _LiveDetections:
+    def __init__(self, detector: Detector):
+        self.detector = detector
+        self.image: np.ndarray | None = None
+
+    def at(self, frame_index: int) -> FrameDetections:
+        return self.detector.detect(self.image)
+
+
+class FaceMeshTracker:
+    """Per-frame landmarks for every face: mesh tracking between detection keyframes."""
+
+    def __init__(self, model: Any, detections: Any, options: LandmarkOptions, video: bool):
+        self.model, self.detections, self.options, self.video = model, detections, options, video
+        self.pool = _SessionPool(model, video)
+        self.cuts, self.tracker = ShotCutDetector(), FaceTracker()
+        self.tracks: dict[int, _Track] = {}
+        self.last_scan = -(10**9)
+
+    def _end_all(self) -> None:
+        for track in self.tracks.values():
+            self.pool.put(track.session)
+        self.tracks = {}
+
+    def _due_scan(self, frame_index: int, new_shot: bool) -> bool:
+        searching = not self.tracks or self.tracker.lost_recently
+        interval = RESCAN_WHILE_SEARCHING if searching else self.options.detect_every
+        return new_shot or frame_index - self.last_scan >= interval
+
+    def _follow(self, image: np.ndarray) -> list[tuple[_Track, np.ndarray]]:
+        fitted = []
+        for track in self.tracks.values():
+            points = track.session.fit(image, square_box(points_box(track.points[:, :2]), CROP_FROM_MESH))
+            if points is None:
+                self.pool.put(track.session)
+            else:
+                fitted.append((track, points))
+        return fitted
+
+    def _start(self, image: np.ndarray, dets: FrameDetections, fitted: list) -> None:
+        """Start a track for each detection whose centre no tracked face covers."""
+        for box in dets.boxes_xywh:
+            centre = box[:2] + box[2:] / 2
+            if any(_inside(centre, points_box(p[:, :2])) for _, p in fitted):
+                continue
+            session = self.pool.get()
+            points = session.fit(image, square_box(box, CROP_FROM_DETECTION))
+            if points is None:
+                self.pool.put(session)
+            else:
+                fitted.append((_Track(session, points), points))
+
+    def step(self, frame: media.Frame) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        """(shot, [(face_id, points_478)]) for one frame."""
+        new_shot = self.cuts.update(frame.image)
+        if new_shot:
+            self._end_all()
+            self.tracker.new_shot()
+        fitted = self._follow(frame.image) if self.video else []
+        if self._due_scan(frame.index, new_shot) or not self.video:
+            if isinstance(self.detections, _LiveDetections):
+                self.detections.image = frame.image
+            dets = self.detections.at(frame.index)
+            if dets is not None:
+                self.last_scan = frame.index
+                self._start(frame.image, dets, fitted)
+        fitted = _drop_duplicates(fitted, self.pool)
+        limit = self.options.detect.max_faces or len(fitted)
+        for track, _ in fitted[limit:]:
+            self.pool.put(track.session)
+        fitted = fitted[:limit]
+        ids = self.tracker.update([points_box(p[:, :2]) for _, p in fitted])
+        self.tracks = {}
+        out = []
+        for face_id, (track, points) in zip(ids.tolist(), fitted):
+            track.points = points
+            self.tracks[face_id] = track
+            out.append((face_id, self._smooth(track, points, frame.timestamp_s)))
+        if not self.video:
+            self._end_all()
+        return self.cuts.shot, out
+
+    def _smooth(self, track: _Track, points: np.ndarray, t_s: float) -> np.ndarray:
+        if not self.options.smooth:
+            return points
+        if track.smoother is None:
+            track.smoother = OneEuroFilter(self.options.smooth_min_cutoff, self.options.smooth_beta)
+        return track.smoother(points, t_s)
+
+    def close(self) -> None:
+        self._end_all()
+        self.pool.close()
+
+
+def _inside(point: np.ndarray, box: np.ndarray) -> bool:
+    return bool(box[0] <= point[0] <= box[0] + box[2] and box[1] <= point[1] <= box[1] + box[3])
+
+
+def _drop_duplicates(fitted: list, pool: _SessionPool) -> list:
+    """Two tracks that converged on one face: keep the older (listed first)."""
+    kept: list = []
+    for track, points in fitted:
+        box = points_box(points[:, :2])
+        if kept and box_iou(box, np.stack([points_box(p[:, :2]) for _, p in kept])).max() > 0.5:
+            pool.put(track.session)
+            continue
+        kept.append((track, points))
+    return kept
+
+
+def pose_and_metrics(points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Head pose against the mean face, the 68 points in camera mm, and a 0-1 confidence.
+
+    Pose: PnP of the mean face's rigid points onto their 2D positions. The observed 3D mesh
+    (px, relative depth) is brought to mm by a similarity fit on the same points, keeping
+    the person's expression, then placed in the camera by that pose.
+    """
+    model = mean_face().vertices_mm
+    rotation, translation = solve_pose(model[RIGID_INDICES], points[RIGID_INDICES, :2], camera)
+    scale, rot, shift = umeyama(points[RIGID_INDICES], model[RIGID_INDICES])
+    shape_mm = scale * points @ rot.T + shift
+    residual_mm = float(np.sqrt(((shape_mm[RIGID_INDICES] - model[RIGID_INDICES]) ** 2).sum(axis=1).mean()))
+    confidence = float(np.clip(1.0 - residual_mm / CONFIDENCE_ZERO_MM, 0.0, 1.0))
+    landmarks_68_mm = shape_mm[IBUG68_FROM_MESH] @ rotation.T + translation
+    return euler_xyz(rotation), translation, landmarks_68_mm, confidence
+
+
+def landmarks_rows(frame: media.Frame, shot: int, faces: list[tuple[int, np.ndarray]], camera: np.ndarray) -> Landmarks:
+    n = len(faces)
+    rows = Landmarks.empty()
+    if not n:
+        return rows
+    metrics = [pose_and_metrics(points, camera) for _, points in faces]
+    return Landmarks(
+        frame_index=np.full(n, frame.index), timestamp_s=np.full(n, frame.timestamp_s),
+        face_id=[face_id for face_id, _ in faces], shot=np.full(n, shot),
+        confidence=[m[3] for m in metrics], box_xywh=[points_box(p[:, :2]) for _, p in faces],
+        landmarks_478=[p for _, p in faces], rotation_rad=[m[0] for m in metrics],
+        translation_mm=[m[1] for m in metrics], landmarks_68_mm=[m[2] for m in metrics],
+    )
+
+
+def resolve_source(path: Path) -> tuple[Path, Path | None]:
+    """(media path, faces file or None): a faces file points at its media through its header."""
+    if formats.stage_of(path) != "faces":
+        return path, None
+    media_path = Path(formats.read_header(path)["source"]["path"])
+    if not media_path.exists():
+        raise InputError(f"its source media {media_path} is gone; move it back or re-run detect", path)
+    return media_path, path
+
+
+def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None,
+                   detector: Detector | None = None) -> Iterator[tuple[media.Frame, Landmarks]]:
+    """Per frame: the frame and its landmark rows. ``path``: media or a faces file."""
+    media_path, faces_file = resolve_source(Path(path))
+    info = media.probe(media_path)
+    model = model or backends.create("landmarks", options.backend)
+    if faces_file:
+        detections: Any = _FileDetections(faces_file, int(formats.read_header(faces_file)["settings"].get("every", 1)))
+    else:
+        detections = _LiveDetections(detector or options.detect.create_detector())
+    tracker = FaceMeshTracker(model, detections, options, video=info.kind == "video")
+    camera = camera_matrix(info.width, info.height, options.focal_px)
+    try:
+        for frame in media.iter_frames(media_path, info):
+            shot, faces = tracker.step(frame)
+            yield frame, landmarks_rows(frame, shot, faces, camera)
+    finally:
+        tracker.close()
+
+
+def landmarks(path: str | Path, **options: Any) -> Landmarks:
+    """Landmarks and head pose for every face in an image, a video or a faces file."""
+    opts = _options(options)
+    parts = [rows for _, rows in iter_landmarks(Path(path), opts)]
+    return Landmarks.concat(parts, header={"backend": opts.backend, "settings": asdict(opts)})
+
+
+def _options(options: dict[str, Any]) -> LandmarkOptions:
+    """LandmarkOptions from flat keyword options (detection ones go to ``detect``)."""
+    detect_keys = set(DetectOptions.__dataclass_fields__) - {"backend", "every"}
+    detect_opts = {k: options.pop(k) for k in list(options) if k in detect_keys}
+    if "detector" in options:
+        detect_opts["backend"] = options.pop("detector")
+    return LandmarkOptions(detect=DetectOptions(**detect_opts), **options)
+
+
+def landmarks_file(source: Path, output: Path, options: LandmarkOptions, preview: Path | None = None,
+                   progress: ProgressCallback | None = None) -> FileStats:
+    """The batch worker: media or a faces file to a landmarks file at ``output``."""
+    media_path, _ = resolve_source(source)
+    info = media.probe(media_path)
+    return run_to_file(
+        iter_landmarks(source, options), stage_format="landmarks", source=media_path, info=info,
+        output=output, backend=options.backend, settings=asdict(options), preview=preview,
+        draw=draw_landmarks, progress=progress,
+    )

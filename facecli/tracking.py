@@ -1,0 +1,101 @@
+"""Face tracks across frames: persistent ids, brief misses, shot cuts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .geometry import box_iou
+
+
+class ShotCutDetector:
+    """Flags the first frame of each new shot.
+
+    Compares a 64-px-wide grey thumbnail with the previous frame's: within a shot the mean
+    absolute difference stays under about 20 (of 255) even with motion and talking, while a
+    hard cut changes most of the picture (40 and more on the example clip). A colour
+    histogram jump confirms it, so a fast pan over the same scene is not a cut. Fades
+    change slowly and are not cuts. Costs a fraction of a millisecond per frame.
+    """
+
+    def __init__(self, pixel_threshold: float = 30.0, histogram_threshold: float = 0.15):
+        self.pixel_threshold = pixel_threshold
+        self.histogram_threshold = histogram_threshold
+        self._prev_thumb: np.ndarray | None = None
+        self._prev_hist: np.ndarray | None = None
+        self.shot = -1
+
+    def update(self, image_rgb: np.ndarray) -> bool:
+        """Feed the next frame; True when it starts a new shot (the first frame always does)."""
+        h, w = image_rgb.shape[:2]
+        step = max(1, w // 128)  # subsample first: an area resize of a full frame costs more than the mesh
+        small = image_rgb[::step, ::step]
+        thumb = cv2.resize(small, (64, max(1, round(64 * h / w))), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(thumb, cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+        cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
+        grey = hsv[..., 2].astype(np.float32)
+        if self._prev_thumb is None:
+            is_cut = True
+        else:
+            pixel_change = float(np.abs(grey - self._prev_thumb).mean())
+            colour_change = cv2.compareHist(self._prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA)
+            is_cut = pixel_change > self.pixel_threshold and colour_change > self.histogram_threshold
+        self._prev_thumb, self._prev_hist = grey, hist
+        if is_cut:
+            self.shot += 1
+        return is_cut
+
+
+@dataclass
+class _Track:
+    face_id: int
+    box: np.ndarray
+    missed: int = 0
+
+
+class FaceTracker:
+    """Greedy IoU association with a grace period for brief misses.
+
+    Ids are never reused: a face lost for longer than ``max_missed`` updates, or any face
+    after :meth:`new_shot`, gets a fresh id.
+    """
+
+    def __init__(self, iou_threshold: float = 0.25, max_missed: int = 12):
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+
+    def new_shot(self) -> None:
+        """Forget every track: a face after a cut must not inherit an id from before it."""
+        self._tracks = []
+
+    @property
+    def lost_recently(self) -> bool:
+        """True while some track is missing but still inside its grace period."""
+        return any(t.missed > 0 for t in self._tracks)
+
+    def update(self, boxes_xywh: np.ndarray) -> np.ndarray:
+        """Assign ids to this frame's boxes (x, y, w, h px); returns (len(boxes),) int ids."""
+        boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+        ids = np.full(len(boxes), -1, np.int64)
+        if self._tracks and len(boxes):
+            iou = box_iou(np.stack([t.box for t in self._tracks]), boxes)
+            for flat in np.argsort(-iou, axis=None):
+                ti, bi = np.unravel_index(flat, iou.shape)
+                if iou[ti, bi] < self.iou_threshold:
+                    break
+                if ids[bi] < 0 and self._tracks[ti].missed >= 0:
+                    ids[bi] = self._tracks[ti].face_id
+                    self._tracks[ti].box, self._tracks[ti].missed = boxes[bi], -1  # -1: matched now
+        for track in self._tracks:
+            track.missed = 0 if track.missed < 0 else track.missed + 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        for bi in np.flatnonzero(ids < 0):
+            ids[bi] = self._next_id
+            self._tracks.append(_Track(self._next_id, boxes[bi]))
+            self._next_id += 1
+        return ids

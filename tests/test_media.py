@@ -1,0 +1,373 @@
+"""Tests for facecli.media on real media files and videos generated with ffmpeg."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecli import media
+from facecli.errors import InputError, OutputError, UsageError
+
+DATA = Path(__file__).parent / "data"
+ASTRONAUT = DATA / "astronaut.png"
+HOPPER = DATA / "grace_hopper.jpg"
+MEGAMIND = DATA / "Megamind.avi"
+SPEECH = sorted(Path("/work/shared/data/speech").glob("*.wav"))
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the bundled ffmpeg to make test media."""
+    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_mp4(path: Path, *extra: str, seconds: float = 1.0, size: str = "64x48") -> Path:
+    """A small H.264 test-pattern video (10 fps); ``extra`` options go before the output."""
+    ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10", "-t", str(seconds),
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", *extra, str(path))  # fmt: skip
+    return path
+
+
+def truncate_copy(src: Path, dst: Path, fraction: float = 0.4) -> Path:
+    dst.write_bytes(src.read_bytes()[: int(src.stat().st_size * fraction)])
+    return dst
+
+
+def ffmpeg_children() -> list[str]:
+    """'pid state' of this process's ffmpeg children, zombies included (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        state, ppid = text[text.rindex(")") + 2 :].split()[:2]
+        if int(ppid) == os.getpid() and "ffmpeg" in comm:
+            found.append(f"{stat.parent.name} {state}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def megamind_frames() -> list[media.Frame]:
+    return list(media.iter_frames(MEGAMIND))
+
+
+# --------------------------------------------------------------------------- probe and decode
+
+
+def test_probe_megamind():
+    info = media.probe(MEGAMIND)
+    assert (info.kind, info.width, info.height, info.codec) == ("video", 720, 528, "mpeg4")
+    assert info.fps == pytest.approx(24000 / 1001)
+    assert info.frame_count == 270
+    assert info.duration_s == pytest.approx(11.26)
+    assert info.rotation_deg == 0
+    assert info.has_audio
+
+
+def test_iter_frames_megamind(megamind_frames):
+    fps = 24000 / 1001
+    assert [f.index for f in megamind_frames] == list(range(270))
+    first = megamind_frames[0].image
+    assert first.shape == (528, 720, 3) and first.dtype == np.uint8 and first.flags.c_contiguous
+    stamps = np.array([f.timestamp_s for f in megamind_frames])
+    assert np.all(np.diff(stamps) > 0)
+    # the stream's first pts is one frame in, so allow up to 1.5 frames of offset
+    assert np.abs(stamps - np.arange(270) / fps).max() < 1.5 / fps
+    assert np.abs(first.astype(int) - megamind_frames[-1].image).mean() > 10  # real, changing content
+
+
+def test_stride_keeps_real_indices_and_timestamps(megamind_frames):
+    strided = list(media.iter_frames(MEGAMIND, stride=50))
+    assert [f.index for f in strided] == [0, 50, 100, 150, 200, 250]
+    for frame in strided:
+        full = megamind_frames[frame.index]
+        assert frame.timestamp_s == full.timestamp_s
+        assert np.array_equal(frame.image, full.image)
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path):
+    # frame gaps alternate 0.3 s and 0.1 s
+    path = make_mp4(tmp_path / "vfr.mp4", "-vf", "setpts=(N*0.2+mod(N\\,2)*0.1)/TB", "-fps_mode", "passthrough",
+                    "-frames:v", "8", seconds=2)  # fmt: skip
+    stamps = [f.timestamp_s for f in media.iter_frames(path)]
+    assert stamps == pytest.approx([0.0, 0.3, 0.4, 0.7, 0.8, 1.1, 1.2, 1.5], abs=1e-3)
+
+
+def test_display_rotation_swaps_size_and_turns_frames(tmp_path):
+    plain = make_mp4(tmp_path / "plain.mp4", "-qp", "0")
+    turned = tmp_path / "turned.mp4"
+    # -display_rotation is counter-clockwise; the legacy rotate tag is ignored by this ffmpeg's muxer
+    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(turned))
+    info = media.probe(turned)
+    assert (info.width, info.height, info.rotation_deg) == (48, 64, 270)
+    source = next(media.iter_frames(plain)).image.astype(int)
+    frame = next(media.iter_frames(turned)).image
+    assert frame.shape == (64, 48, 3)
+    assert np.abs(frame - np.rot90(source, 1)).mean() < 3
+    assert np.abs(frame - np.rot90(source, -1)).mean() > 30
+
+
+@pytest.mark.parametrize(
+    ("line", "clockwise"),
+    [
+        ("      Display Matrix: rotation of 90.00 degrees", 270),  # ffmpeg 7+
+        ("      displaymatrix: rotation of -90.00 degrees", 90),  # ffmpeg 5/6
+        ("      rotate          : 180", 180),  # ffmpeg 4 metadata tag
+        ("      handler_name    : VideoHandler", 0),
+    ],
+)
+def test_rotation_parsing_across_ffmpeg_versions(line, clockwise):
+    assert media._rotation_cw([line]) == clockwise
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_read_real_images():
+    astronaut = media.read_image(ASTRONAUT)
+    assert astronaut.shape == (512, 512, 3) and astronaut.dtype == np.uint8 and astronaut.flags.c_contiguous
+    with Image.open(ASTRONAUT) as im:
+        assert np.array_equal(astronaut, np.asarray(im.convert("RGB")))
+    info = media.probe(HOPPER)
+    assert (info.kind, info.codec, info.frame_count, info.fps) == ("image", "jpeg", 1, 0.0)
+    assert media.read_image(HOPPER).shape == (info.height, info.width, 3)
+
+
+def test_iter_frames_on_an_image_yields_one_frame():
+    frames = list(media.iter_frames(ASTRONAUT))
+    assert len(frames) == 1 and (frames[0].index, frames[0].timestamp_s) == (0, 0.0)
+    assert np.array_equal(frames[0].image, media.read_image(ASTRONAUT))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high as stored
+    stored[:5, :5] = (255, 0, 0)  # red at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display turned 90 degrees clockwise
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    info = media.probe(path)
+    assert (info.width, info.height) == (20, 40)
+    rgb = media.read_image(path)
+    assert rgb.shape == (40, 20, 3)
+    assert rgb[1, -2, 0] > 200 and rgb[1, 1, 0] < 50  # the red corner moved to the top-right
+
+
+def test_rgba_grayscale_cmyk_become_rgb(tmp_path):
+    source = media.read_image(ASTRONAUT)
+    alpha = np.full(source.shape[:2], 7, np.uint8)
+    Image.fromarray(np.dstack([source, alpha]), "RGBA").save(tmp_path / "rgba.png")
+    assert np.array_equal(media.read_image(tmp_path / "rgba.png"), source)  # alpha dropped, colour untouched
+
+    gray = np.asarray(Image.fromarray(source).convert("L"))
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    assert np.array_equal(media.read_image(tmp_path / "gray.png"), np.dstack([gray] * 3))
+
+    Image.fromarray(source).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    with Image.open(tmp_path / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+    cmyk = media.read_image(tmp_path / "cmyk.jpg")
+    assert cmyk.shape == source.shape and cmyk.dtype == np.uint8
+    assert np.abs(cmyk.astype(int) - source).mean() < 12
+
+
+def test_16bit_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.tile(np.arange(0, 65536, 256, dtype=np.uint16), (4, 1)) + 255  # 4x256, 255..65535
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")  # a 16-bit mode, not RGB
+    rgb = media.read_image(path)
+    assert rgb.shape == (4, 256, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb[..., 1], (ramp >> 8).astype(np.uint8))
+
+
+def test_write_image_roundtrip_and_atomic(tmp_path):
+    source = media.read_image(ASTRONAUT)[:100, :60]
+    media.write_image(tmp_path / "out" / "a.png", source)
+    assert np.array_equal(media.read_image(tmp_path / "out" / "a.png"), source)
+    media.write_image(tmp_path / "out" / "a.jpg", source)
+    assert np.abs(media.read_image(tmp_path / "out" / "a.jpg").astype(int) - source).mean() < 6
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png"]
+    with pytest.raises(OutputError, match="unknown image suffix"):
+        media.write_image(tmp_path / "a.xyz", source)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    (tmp_path / "empty.mp4").touch()
+    (tmp_path / "empty.png").touch()
+    (tmp_path / "text.mp4").write_text("this is not a video\n" * 20)
+    (tmp_path / "text.png").write_text("this is not an image\n" * 20)
+    (tmp_path / "folder.mp4").mkdir()
+    return {
+        "missing": tmp_path / "missing.mp4",
+        "empty video": tmp_path / "empty.mp4",
+        "empty image": tmp_path / "empty.png",
+        "text video": tmp_path / "text.mp4",
+        "text image": tmp_path / "text.png",
+        "folder": tmp_path / "folder.mp4",
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "file not found"),
+        ("empty video", "empty file (0 bytes)"),
+        ("empty image", "empty file (0 bytes)"),
+        ("text video", "not a video or image ffmpeg can decode"),
+        ("text image", "not an image"),
+        ("folder", "is a folder"),
+    ],
+)
+@pytest.mark.parametrize("reader", [media.probe, media.iter_frames, media.read_image])
+def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, case, message, reader):
+    if reader is media.read_image and case == "text video":
+        message = "not an image"  # read_image always asks Pillow
+    path = _bad_inputs(tmp_path)[case]
+    with pytest.raises(InputError, match=re.escape(message)) as caught:
+        reader(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("keyint", ["250", "5"])  # one keyframe (nothing decodes) or many (some frames do)
+def test_truncated_faststart_mp4_is_reported(tmp_path, keyint):
+    whole = make_mp4(tmp_path / "whole.mp4", "-g", keyint, "-movflags", "+faststart", seconds=3, size="160x120")
+    assert len(list(media.iter_frames(whole))) == 30
+    cut = truncate_copy(whole, tmp_path / "cut.mp4")
+    frames = media.iter_frames(cut)  # the index (at the front) still promises 30 frames
+    with pytest.raises(InputError, match=r"truncated or corrupt video: decoding stopped at frame \d+ of ~30") as caught:
+        list(frames)
+    assert str(cut) in str(caught.value)
+
+
+def test_truncated_mp4_without_index_is_reported_by_probe(tmp_path):
+    cut = truncate_copy(make_mp4(tmp_path / "whole.mp4", seconds=3), tmp_path / "cut.mp4")
+    with pytest.raises(InputError, match="moov atom not found"):
+        media.probe(cut)
+
+
+def test_truncated_megamind_is_reported(tmp_path):
+    cut = truncate_copy(MEGAMIND, tmp_path / "cut.avi")
+    # the cut AVI's header shrinks with it (~108 frames), so only errors near the end give it away
+    assert media.probe(cut).frame_count < 270
+    expected = r"truncated or corrupt video: decoding stopped at frame \d+ of ~1\d\d"
+    with pytest.raises(InputError, match=expected) as caught:
+        list(media.iter_frames(cut))
+    assert str(cut) in str(caught.value)
+
+
+def test_pixel_cap(monkeypatch):
+    monkeypatch.delenv("FACECLI_MAX_PIXELS", raising=False)
+    assert media.max_pixels() == 100_000_000
+    monkeypatch.setenv("FACECLI_MAX_PIXELS", "200000")  # between 1x and 2x astronaut: our own check
+    with pytest.raises(InputError, match=r"512x512 = 0.262 MP, over the 0.2 MP cap; set FACECLI_MAX_PIXELS"):
+        media.read_image(ASTRONAUT)
+    with pytest.raises(InputError, match="512x512"):
+        media.probe(ASTRONAUT)
+    with pytest.raises(InputError, match=r"video is 720x528 = 0.38 MP, over the 0.2 MP cap"):
+        media.iter_frames(MEGAMIND)
+    monkeypatch.setenv("FACECLI_MAX_PIXELS", "1000")  # over 2x: Pillow's own guard fires first
+    with pytest.raises(InputError, match=r"0.262 MP, over the 0.001 MP cap") as caught:
+        media.read_image(ASTRONAUT)
+    assert str(ASTRONAUT) in str(caught.value)
+    monkeypatch.setenv("FACECLI_MAX_PIXELS", "lots")
+    with pytest.raises(UsageError, match="FACECLI_MAX_PIXELS"):
+        media.max_pixels()
+
+
+# --------------------------------------------------------------------------- process hygiene
+
+
+def test_early_close_leaves_no_ffmpeg_process():
+    frames = media.iter_frames(MEGAMIND)
+    for frame in frames:
+        if frame.index == 2:
+            break
+    assert ffmpeg_children(), "ffmpeg should still be running mid-video"
+    frames.close()
+    assert ffmpeg_children() == []
+
+
+# --------------------------------------------------------------------------- writing video
+
+
+@pytest.mark.skipif(not SPEECH, reason="no speech samples in /work/shared/data/speech")
+def test_video_writer_roundtrip_with_audio(tmp_path):
+    audio = shutil.copy(SPEECH[0], tmp_path / "speech.wav")
+    out = tmp_path / "clip.mp4"
+    with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio) as writer:
+        for k in range(30):
+            writer.write(np.full((47, 65, 3), 8 * k, np.uint8))
+    info = media.probe(out)
+    assert info.has_audio and info.codec == "h264"
+    assert (info.width, info.height) == (66, 48)  # padded to even
+    assert info.frame_count == 30 and info.duration_s == pytest.approx(1.0, abs=0.05)  # audio cut to the video
+    frames = list(media.iter_frames(out))
+    assert len(frames) == 30
+    assert abs(int(frames[20].image[10, 10, 1]) - 160) < 6
+    assert int(frames[20].image[-1, -1].max()) < 20  # the padded corner is black
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "speech.wav"]
+
+
+def test_video_writer_without_audio_source_audio(tmp_path):
+    out = tmp_path / "silent.mp4"
+    with media.VideoWriter(out, 32, 32, 24000 / 1001, audio_from=ASTRONAUT) as writer:
+        for _ in range(5):
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+    info = media.probe(out)
+    assert not info.has_audio and info.fps == pytest.approx(24000 / 1001)
+
+
+def test_video_writer_exception_leaves_nothing(tmp_path):
+    out = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with media.VideoWriter(out, 64, 48, 10) as writer:
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            assert list(tmp_path.iterdir()), "the temporary file should exist while writing"
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    assert ffmpeg_children() == []
+
+
+def test_video_writer_ffmpeg_failure_is_output_error(tmp_path):
+    out = tmp_path / "clip.unknownformat"
+    with pytest.raises(OutputError, match=str(out)):
+        with media.VideoWriter(out, 64, 48, 10) as writer:
+            for _ in range(3):
+                writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="48x64x3"):
+        with media.VideoWriter(tmp_path / "x.mp4", 64, 48, 10) as writer:
+            writer.write(np.zeros((64, 48, 3), np.uint8))  # transposed: a caller bug
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def test_file_sha256_streams_and_limits(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, 2_500_000, np.uint8).tobytes()  # > 2 chunks
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert media.file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert media.file_sha256(path, limit_bytes=1_500_000) == hashlib.sha256(data[:1_500_000]).hexdigest()
+    with pytest.raises(InputError):
+        media.file_sha256(tmp_path / "missing.bin")
+
+
+def test_is_image_path():
+    assert media.is_image_path("a/B.JPG") and media.is_image_path(Path("x.tiff"))
+    assert not media.is_image_path("clip.mp4") and not media.is_image_path("noext")
