@@ -1,3 +1,29 @@
-"""facecli: batch face video processing, offline on a CPU."""
+"""facecli: batch face video processing, offline on a CPU.
+
+Each stage is one function that returns a typed result; the ``facecli`` command is a thin
+layer over them that writes the standardized files (see docs/formats.md).
+"""
 
 __version__ = "0.1.0"
+
+from .errors import BackendUnavailable, FacecliError, InputError, NoFaceFound, OutputError, UsageError  # noqa: E402
+from .formats import read_header, read_table  # noqa: E402
+from .results import Faces, Landmarks  # noqa: E402
+from .stages.detect import detect  # noqa: E402
+from .stages.landmarks import landmarks  # noqa: E402
+
+__all__ = [
+    "BackendUnavailable",
+    "FacecliError",
+    "Faces",
+    "InputError",
+    "Landmarks",
+    "NoFaceFound",
+    "OutputError",
+    "UsageError",
+    "__version__",
+    "detect",
+    "landmarks",
+    "read_header",
+    "read_table",
+]

@@ -2,6 +2,7 @@
 
     FacecliError                 root: the CLI catches this, prints one line, exits 1
     ├── InputError               a file is missing, empty, truncated, unreadable or too large
+    │   └── NoFaceFound          the media holds no face (the library returns an empty result)
     ├── OutputError              an output cannot be written
     ├── BackendUnavailable       a backend's package or weights are missing (exit 2)
     └── UsageError               options that do not fit together (exit 2)
@@ -26,6 +27,10 @@ class FacecliError(Exception):
 
 class InputError(FacecliError):
     """The input cannot be read as the media or stage file it claims to be."""
+
+
+class NoFaceFound(InputError):
+    """A stage file would be empty: no face anywhere in the media."""
 
 
 class OutputError(FacecliError):

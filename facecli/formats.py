@@ -248,7 +248,7 @@ def read_header(path: Path) -> dict[str, Any]:
         if path.suffix == ".csv":
             header = json.loads(sidecar_path(path).read_text())
         else:
-            meta = pq.read_schema(path).metadata or {}
+            meta = pq.read_metadata(path).metadata or {}
             header = json.loads(meta[HEADER_KEY])
     except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"not a complete facecli stage file ({type(exc).__name__}); re-run the stage that made it",

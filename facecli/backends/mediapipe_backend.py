@@ -96,8 +96,8 @@ class BlazeFaceDetector(Detector):
         sol = _solutions()
         self.min_score, self.min_size, self.max_faces = float(min_score), float(min_size), int(max_faces)
         with _native_stderr_silenced():
-            self._short = _warm(sol.face_detection.FaceDetection(0, self.min_score))
-            self._full = _warm(sol.face_detection.FaceDetection(1, self.min_score))
+            self._short = _warm(sol.face_detection.FaceDetection(model_selection=0, min_detection_confidence=self.min_score))
+            self._full = _warm(sol.face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score))
 
     @classmethod
     def problem(cls) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import media
+from ..errors import NoFaceFound
 from ..formats import TableWriter, make_header
 from ..results import FaceTable
 
@@ -82,6 +83,9 @@ def run_to_file(
                 progress(1)
         if pending:
             writer.write(type(pending[0]).concat(pending))
+        if not ids:
+            raise NoFaceFound(f"no face found in {stats.frames} frame(s); check the file, or lower "
+                              "--min-score / --min-size", source)
         writer.close(frames_processed=stats.frames, face_ids=len(ids))
     except BaseException as exc:
         writer.abort(exc)

@@ -1,0 +1,36 @@
+# facecli: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT := examples/out
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+# One resolver pass for everything: a second pip call would upgrade numpy to 2.x and break mediapipe.
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), "facecli needs Python 3.10-3.12"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/facecli detect examples/Megamind.avi examples/astronaut.png -o $(DEMO_OUT)
+	$(BIN)/facecli landmarks $(DEMO_OUT)/Megamind.faces.parquet -o $(DEMO_OUT) --preview $(DEMO_OUT)/Megamind.landmarks.preview.mp4
+	$(BIN)/facecli landmarks examples/astronaut.png -o $(DEMO_OUT) --format csv --preview $(DEMO_OUT)/astronaut.landmarks.preview.png
+	@echo "demo outputs in $(DEMO_OUT)/"
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

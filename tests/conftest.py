@@ -1,0 +1,69 @@
+"""Shared fixtures: real media copied into tests/data, and results several tests read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facecli
+from facecli.media import iter_frames, read_image
+
+DATA = Path(__file__).parent / "data"
+ASTRONAUT = DATA / "astronaut.png"  # NASA portrait, public domain: one smiling face
+GRACE_HOPPER = DATA / "grace_hopper.jpg"  # US Navy portrait, public domain (ships in matplotlib)
+MEGAMIND = DATA / "Megamind.avi"  # OpenCV's sample clip: 270 frames, cuts at 98, 154, 200
+MEGAMIND_CUTS = (1, 98, 154, 200)  # frame 0 is black; every other frame shows a face
+
+
+@pytest.fixture(scope="session")
+def megamind_landmarks() -> facecli.Landmarks:
+    return facecli.landmarks(MEGAMIND)
+
+
+@pytest.fixture(scope="session")
+def astronaut_faces() -> facecli.Faces:
+    return facecli.detect(ASTRONAUT)
+
+
+def face_crop(path: Path, margin: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """A real face with some context, and its detection box inside that crop."""
+    image = read_image(path)
+    box = facecli.detect(path).box_xywh[0]
+    x0, y0 = (np.maximum(box[:2] - margin * box[2:], 0)).astype(int)
+    x1, y1 = np.minimum(box[:2] + (1 + margin) * box[2:], image.shape[1::-1]).astype(int)
+    return image[y0:y1, x0:x1], box - [x0, y0, 0, 0]
+
+
+@pytest.fixture(scope="session")
+def group_composite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """Real faces pasted at 40 to 170 px onto a blurred real background; returns the file and true boxes."""
+    import cv2
+    from PIL import Image
+
+    crops = [face_crop(ASTRONAUT), face_crop(GRACE_HOPPER)]
+    background = read_image(GRACE_HOPPER)[420:, :]
+    canvas = cv2.GaussianBlur(cv2.resize(background, (1280, 1024)), (0, 0), 8)
+    truth, x, y, row_height = [], 10, 10, 0
+    for i, size in enumerate((40, 48, 56, 64, 80, 100, 130, 170)):
+        crop, box = crops[i % 2]
+        k = size / box[2]
+        patch = cv2.resize(crop, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+        if x + patch.shape[1] > canvas.shape[1]:
+            x, y, row_height = 10, y + row_height + 10, 0
+        canvas[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
+        truth.append(box * k + [x, y, 0, 0])
+        x, row_height = x + patch.shape[1] + 10, max(row_height, patch.shape[0])
+    path = tmp_path_factory.mktemp("composite") / "group.png"
+    Image.fromarray(canvas).save(path)
+    return path, np.array(truth)
+
+
+def first_frames(path: Path, count: int) -> list[np.ndarray]:
+    frames = []
+    for frame in iter_frames(path):
+        frames.append(frame.image)
+        if len(frames) == count:
+            break
+    return frames

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import facecli
+from facecli.geometry import box_iou
+from facecli.stages.detect import DetectOptions
+
+from ..conftest import ASTRONAUT, MEGAMIND
+
+
+def test_astronaut_has_exactly_one_face_around_the_face(astronaut_faces: facecli.Faces) -> None:
+    assert len(astronaut_faces) == 1
+    x, y, w, h = astronaut_faces.box_xywh[0]
+    # The face (not the helmet or the patch) in the 512x512 portrait: centre near (225, 125).
+    assert 190 < x + w / 2 < 260 and 90 < y + h / 2 < 160
+    assert 70 < w < 140
+    right_eye, left_eye = astronaut_faces.keypoints_6[0, :2]
+    assert right_eye[0] < left_eye[0], "the subject's right eye is on the image left"
+    assert astronaut_faces.score[0] > 0.8
+
+
+def test_every_pasted_face_is_found_without_false_positives(group_composite) -> None:
+    path, truth = group_composite
+    faces = facecli.detect(path)
+    iou = box_iou(truth, faces.box_xywh)
+    assert iou.max(axis=1).min() >= 0.5, f"missed faces, best IoU per face: {iou.max(axis=1).round(2)}"
+    assert len(faces) == len(truth), f"false positives: {faces.box_xywh[iou.max(axis=0) < 0.5]}"
+
+
+def test_min_size_skips_small_faces(group_composite) -> None:
+    path, truth = group_composite
+    faces = facecli.detect(path, min_size=90)
+    assert 0 < len(faces) < len(truth)
+    assert np.maximum(faces.box_xywh[:, 2], faces.box_xywh[:, 3]).min() >= 90
+
+
+def test_max_faces_keeps_the_best(group_composite) -> None:
+    faces = facecli.detect(group_composite[0], max_faces=2)
+    assert len(faces) == 2
+
+
+@pytest.mark.slow
+def test_megamind_tracks_keep_ids_within_shots_and_never_reuse_them() -> None:
+    faces = facecli.detect(MEGAMIND, every=3)
+    assert 0 not in faces.frame_index, "the black first frame has no face"
+    for shot in np.unique(faces.shot):
+        in_shot = faces[faces.shot == shot]
+        biggest = in_shot.face_id[np.argmax(in_shot.box_xywh[:, 2])]
+        frames_with_face = np.unique(in_shot.frame_index)
+        share = np.isin(frames_with_face, in_shot.frame_index[in_shot.face_id == biggest]).mean()
+        assert share > 0.9, f"shot {shot}: the main face changed id ({share:.0%} under one id)"
+    ids_per_shot = [set(faces.face_id[faces.shot == s].tolist()) for s in np.unique(faces.shot)]
+    for a in range(len(ids_per_shot)):
+        for b in range(a + 1, len(ids_per_shot)):
+            assert not ids_per_shot[a] & ids_per_shot[b], "an id crossed a shot cut"
+
+
+def test_every_n_processes_a_stride_of_frames() -> None:
+    from facecli.stages.detect import iter_detect
+
+    processed = []
+    for frame, _ in iter_detect(MEGAMIND, DetectOptions(every=50)):
+        processed.append(frame.index)
+    assert processed == list(range(0, 270, 50))
+
+
+def test_bad_options_are_usage_errors() -> None:
+    with pytest.raises(facecli.UsageError):
+        DetectOptions(every=0)
+    with pytest.raises(facecli.UsageError):
+        facecli.detect(ASTRONAUT, backend="nope")
