@@ -38,7 +38,7 @@ def _identity(values: np.ndarray) -> np.ndarray:
 
 def _axis_major(values: np.ndarray) -> np.ndarray:
     """(N, K, D) -> (N, D*K): all x, then all y (then all z), as OpenFace lays out its points."""
-    return values.transpose(0, 2, 1).reshape(len(values), -1)
+    return values.transpose(0, 2, 1).reshape(len(values), values.shape[1] * values.shape[2])
 
 
 def _point_names(prefixes: str, count: int) -> tuple[str, ...]:
@@ -71,7 +71,7 @@ FACES_COLUMNS = [
     Columns("shot", ("shot",), "%d"),
     Columns("box_xywh", ("x", "y", "w", "h"), "%.1f"),
     Columns("keypoints_6", tuple(f"{k}_{a}" for k in KEYPOINT_NAMES for a in "xy"), "%.1f",
-            lambda v: v.reshape(len(v), -1), lambda v: v.reshape(len(v), 6, 2)),
+            lambda v: v.reshape(len(v), 12), lambda v: v.reshape(len(v), 6, 2)),
 ]
 
 LANDMARKS_COLUMNS = [
@@ -158,7 +158,7 @@ def _arrow_table(fmt: StageFormat, rows: FaceTable) -> pa.Table:
             names.append(group.list_column)
             continue
         values = np.asarray(group.to_file(np.asarray(source)))
-        for name, column in zip(group.names, values.reshape(len(rows), -1).T if values.ndim > 1 else [values]):
+        for name, column in zip(group.names, values.reshape(len(rows), len(group.names)).T if values.ndim > 1 else [values]):
             arrays.append(pa.array(column))
             names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
@@ -197,7 +197,7 @@ class TableWriter:
         formatted = []
         for group in self.fmt.columns:
             source = getattr(rows, group.field)
-            values = np.asarray(group.to_file(np.asarray(source))).reshape(len(rows), -1)
+            values = np.asarray(group.to_file(np.asarray(source))).reshape(len(rows), len(group.names))
             formatted.append(np.char.mod(group.csv_format, values))
         self._csv.writerows(np.concatenate(formatted, axis=1).tolist())
 

@@ -573,10 +573,15 @@ class VideoWriter:
         self.width, self.height, self.fps = width, height, fps
         self._audio = Path(audio_from) if audio_from is not None and _has_audio(audio_from) else None
         self._atomic = atomic_output(self.path)
-        tmp = self._atomic.__enter__()
+        self._final_tmp = self._atomic.__enter__()
+        # With audio, frames go to a video-only file first; close() muxes the audio cut to
+        # exactly frames/fps (ffmpeg's -shortest overshoots by a buffer's worth).
+        self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
+        self._frames = 0
         try:
             self._proc = subprocess.Popen(
-                self._command(tmp, crf), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                self._command(self._video_tmp or self._final_tmp, crf), stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except OSError as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
@@ -592,16 +597,25 @@ class VideoWriter:
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
             "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
-        if self._audio is not None:
-            cmd += ["-i", _ffmpeg_input(self._audio)]
-        cmd += ["-map", "0:v:0"]
-        if self._audio is not None:
-            # apad + -shortest: the audio ends exactly with the video, whichever is longer.
-            cmd += ["-map", "1:a:0?", "-c:a", "aac", "-af", "apad", "-shortest"]
-        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf), "-pix_fmt", "yuv420p"]
-        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
-            cmd += ["-movflags", "+faststart"]
-        return [*cmd, f"file:{tmp}"]
+        cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf), "-pix_fmt", "yuv420p"]
+        return [*cmd, *self._container_args(), f"file:{tmp}"]
+
+    def _container_args(self) -> list[str]:
+        return ["-movflags", "+faststart"] if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else []
+
+    def _mux_audio(self) -> None:
+        """Video (copied) plus the audio, padded with silence or cut to the video's exact length."""
+        duration = self._frames / self.fps
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-i", f"file:{self._video_tmp}", "-i", _ffmpeg_input(self._audio),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-af", "apad",
+            "-t", f"{duration:.6f}", *self._container_args(), f"file:{self._final_tmp}",
+        ]  # fmt: skip
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._video_tmp.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise OutputError(f"ffmpeg failed to add the audio ({_last_line(done.stderr.splitlines())})", self.path)
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one HxWx3 uint8 RGB frame of the size given at construction."""
@@ -610,6 +624,7 @@ class VideoWriter:
         _check_frame(rgb, self.width, self.height)
         try:
             self._proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+            self._frames += 1
         except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
             self._proc.wait()
             self._pump.join()
@@ -637,6 +652,12 @@ class VideoWriter:
             error = self._failure()
             self._abort(error)
             raise error
+        if self._video_tmp is not None:
+            try:
+                self._mux_audio()
+            except OutputError as error:
+                self._abort(error)
+                raise
         self._closed = True
         try:
             self._atomic.__exit__(None, None, None)
@@ -657,6 +678,8 @@ class VideoWriter:
                 stream.close()
             except (BrokenPipeError, OSError):
                 pass
+        if self._video_tmp is not None:
+            self._video_tmp.unlink(missing_ok=True)
         self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
     def __enter__(self) -> VideoWriter:

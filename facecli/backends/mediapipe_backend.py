@@ -66,14 +66,16 @@ def _mediapipe_problem() -> str | None:
 def tile_sides(frame_side_px: int, min_face_px: float) -> list[int]:
     """Tile sizes (px) of the scan pyramid, largest first, after the whole frame.
 
-    Each level covers faces from 1/10 to 1/2 of its tile; the next level's tiles are at most
-    5 times smaller, so there are no gaps, and the last covers ``min_face_px``.
+    A level with tiles of side T finds faces from ``_FULL_RANGE_MIN_FRACTION * T`` to
+    ``_TILE_MAX_FRACTION * T``; each next level is small enough to leave no gap below the
+    previous one, and the last reaches ``min_face_px``.
     """
     sides: list[int] = []
-    side = float(frame_side_px)
+    side = int(frame_side_px)
     while _FULL_RANGE_MIN_FRACTION * side > min_face_px:
-        side = max(side * _FULL_RANGE_MIN_FRACTION / _TILE_MAX_FRACTION, min_face_px / _FULL_RANGE_MIN_FRACTION)
-        sides.append(int(round(side)))
+        no_gap = math.ceil(side * _FULL_RANGE_MIN_FRACTION / _TILE_MAX_FRACTION)
+        side = max(no_gap, math.floor(min_face_px / _FULL_RANGE_MIN_FRACTION))
+        sides.append(side)
     return sides
 
 
@@ -117,8 +119,9 @@ class BlazeFaceDetector(Detector):
         boxes = np.concatenate([f.boxes_xywh for f in found])
         scores = np.concatenate([f.scores for f in found])
         keypoints = np.concatenate([f.keypoints_6 for f in found])
-        big_enough = np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_size
-        merged = FrameDetections(boxes, scores, keypoints)[big_enough]
+        # MediaPipe applies its own threshold loosely: enforce ours here.
+        wanted = (np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_size) & (scores >= self.min_score)
+        merged = FrameDetections(boxes, scores, keypoints)[wanted]
         keep = nms(merged.boxes_xywh, merged.scores, 0.3)
         if self.max_faces > 0:
             keep = keep[: self.max_faces]

@@ -47,6 +47,10 @@ def main() -> None:
     except FacecliError as exc:
         console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        console.print(f"internal error {type(exc).__name__}: {exc} (please report this)", markup=False,
+                      highlight=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted: complete outputs are kept, partial ones were removed", markup=False)
         sys.exit(130)

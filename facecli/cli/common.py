@@ -19,7 +19,7 @@ from ..atomic import atomic_output
 from ..batch import BatchSummary, FileResult, Job, expand_inputs, media_frame_estimate, run_batch
 from ..errors import UsageError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
 
 class FileFormat(str, Enum):
@@ -80,8 +80,16 @@ def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
         if name not in params or name == "config":
             raise UsageError(f"unknown option {key!r} in config; see --help for the names", path)
         if getattr(ctx.get_parameter_source(name), "name", "") != "COMMANDLINE":
-            values[name] = params[name].type_cast_value(ctx, value)
+            values[name] = _convert(params[name], value, ctx, path)
     return values
+
+
+def _convert(param: Any, value: Any, ctx: typer.Context, config: Path) -> Any:
+    """A config value checked and converted like the same option on the command line."""
+    try:
+        return param.process_value(ctx, value)
+    except Exception as exc:  # noqa: BLE001 - click's BadParameter and friends
+        raise UsageError(f"bad value for {param.name!r}: {exc}", config) from exc
 
 
 def batch_options(values: dict[str, Any]) -> BatchOptions:

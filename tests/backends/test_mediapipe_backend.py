@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from facecli.backends.mediapipe_backend import tile_origins, tile_sides
+
+
+def test_tiles_cover_the_frame_with_half_overlap() -> None:
+    for length, side in [(720, 286), (528, 286), (1000, 300), (200, 286)]:
+        starts = tile_origins(length, side)
+        assert starts[0] == 0 and starts[-1] + side >= length
+        assert all(b - a <= side / 2 + 1 for a, b in zip(starts, starts[1:]))
+
+
+def test_pyramid_reaches_the_smallest_face_without_gaps() -> None:
+    assert tile_sides(512, 100) == []  # the whole-frame pass already sees 100 px faces
+    sides = tile_sides(3840, 40)
+    assert sides[-1] * 0.14 <= 40 + 1e-6
+    levels = [3840, *sides]
+    assert all(0.5 * small >= 0.14 * big - 1e-6 for big, small in zip(levels, levels[1:]))

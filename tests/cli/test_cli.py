@@ -1,0 +1,125 @@
+"""The command line as a user meets it: real console script, real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ..conftest import ASTRONAUT, MEGAMIND
+
+FACECLI = [sys.executable, "-m", "facecli"]
+
+
+def run(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*FACECLI, *args], capture_output=True, text=True, input=stdin, cwd=cwd, timeout=300)
+
+
+@pytest.fixture()
+def bad_batch(tmp_path: Path) -> dict[str, Path]:
+    files = {"good": tmp_path / "astronaut.png"}
+    shutil.copy(ASTRONAUT, files["good"])
+    files["empty"] = tmp_path / "empty.mp4"
+    files["empty"].write_bytes(b"")
+    files["text"] = tmp_path / "notes.mp4"
+    files["text"].write_text("this is not a video\n" * 20)
+    files["truncated"] = tmp_path / "truncated.avi"
+    data = MEGAMIND.read_bytes()
+    files["truncated"].write_bytes(data[: int(len(data) * 0.4)])
+    files["no_face"] = tmp_path / "wall.png"
+    gradient = np.tile(np.linspace(40, 200, 320, dtype=np.uint8), (240, 1))
+    Image.fromarray(np.dstack([gradient] * 3)).save(files["no_face"])
+    files["missing"] = tmp_path / "missing.mp4"
+    return files
+
+
+def test_bad_inputs_fail_one_line_each_and_the_good_file_is_written(bad_batch, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("landmarks", *map(str, bad_batch.values()), "-o", str(out), "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    failed_lines = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    for name in ("empty", "text", "truncated", "no_face", "missing"):
+        lines = [line for line in failed_lines if bad_batch[name].name in line]
+        assert len(lines) == 1, f"{name}: {failed_lines}"
+    assert (out / "astronaut.landmarks.parquet").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.landmarks.parquet"], "no partial outputs"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["done"], report["failed"]) == (1, 5)
+    reasons = {Path(f["input"]).name: f["reason"] for f in report["files"]}
+    assert "no face" in reasons["wall.png"] and "truncated" in reasons["truncated.avi"]
+    assert "empty" in reasons["empty.mp4"] and "not found" in reasons["missing.mp4"]
+
+
+def test_resume_skips_complete_outputs_and_overwrite_redoes_them(tmp_path: Path) -> None:
+    args = ("detect", str(ASTRONAUT), "-o", str(tmp_path), "--json")
+    first = json.loads(run(*args).stdout)
+    second = json.loads(run(*args).stdout)
+    third = json.loads(run(*args, "--overwrite").stdout)
+    assert (first["done"], second["skipped"], third["done"]) == (1, 1, 1)
+
+
+def test_folder_of_faces_files_chains_into_landmarks(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(ASTRONAUT, images / "a.png")
+    Image.open(ASTRONAUT).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(images / "b.jpg")
+    assert run("detect", str(images), "-o", str(tmp_path / "faces"), "-q").returncode == 0
+    result = run("landmarks", str(tmp_path / "faces"), "-o", str(tmp_path / "marks"), "--format", "csv", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["done"] == 2
+    assert sorted(p.name for p in (tmp_path / "marks").glob("*.csv")) == ["a.landmarks.csv", "b.landmarks.csv"]
+
+
+def test_paths_from_stdin_and_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text("min-score: 0.99\nmax_faces: 1\n")
+    result = run("detect", "-", "-o", str(tmp_path), "--config", str(config), "--json", stdin=f"{ASTRONAUT}\n")
+    assert json.loads(result.stdout)["failed"] == 1, "min-score 0.99 from the config finds no face"
+    result = run("detect", "-", "-o", str(tmp_path), "--config", str(config), "--min-score", "0.5", "--json",
+                 stdin=f"{ASTRONAUT}\n")
+    assert json.loads(result.stdout)["done"] == 1, "the command line wins over the config"
+
+
+def test_preview_files(tmp_path: Path) -> None:
+    png = tmp_path / "preview.png"
+    assert run("landmarks", str(ASTRONAUT), "-o", str(tmp_path), "--preview", str(png), "-q").returncode == 0
+    drawn, original = np.asarray(Image.open(png)), np.asarray(Image.open(ASTRONAUT).convert("RGB"))
+    changed = np.argwhere(np.abs(drawn.astype(int) - original).sum(axis=2) > 60)
+    centre = changed.mean(axis=0)
+    assert 60 < centre[0] < 220 and 150 < centre[1] < 300, "the drawing is on the face"
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run("detect", str(ASTRONAUT), "--every", "0").returncode == 2
+    assert run("detect", str(ASTRONAUT), "--backend", "nope", "-o", str(tmp_path)).returncode in (1, 2)
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("no_such_option: 1\n")
+    result = run("detect", str(ASTRONAUT), "--config", str(bad_config))
+    assert result.returncode == 2 and "no_such_option" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["stabilize", "reconstruct", "classify", "animate", "reenact"])
+def test_planned_stages_say_so_and_exit_2(stage: str) -> None:
+    result = run(stage, "x.png")
+    assert result.returncode == 2 and "not implemented yet" in result.stderr
+
+
+def test_doctor_lists_backends() -> None:
+    result = run("doctor")
+    assert result.returncode == 0
+    assert "detect" in result.stderr and "mediapipe" in result.stderr and "ffmpeg" in result.stderr
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("detect", str(ASTRONAUT), "-o", str(blocker / "sub"))
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert str(blocker) in result.stderr

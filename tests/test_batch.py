@@ -1,0 +1,62 @@
+"""The batch spine, driven by the fake backend: no models, so these are fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facecli.batch import expand_inputs, run_batch
+from facecli.cli.common import FileFormat  # noqa: F401 - the CLI's names stay importable
+from facecli.stages.detect import DetectOptions, detect_file
+from facecli.batch import Job
+
+
+def _square_image(path: Path, x: int) -> Path:
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[30:70, x : x + 40] = 255
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _jobs(sources: list[Path], out: Path) -> list[Job]:
+    options = DetectOptions(backend="fake")
+    return [Job(s, out / f"{s.stem}.faces.parquet", None, detect_file, options) for s in sources]
+
+
+def test_parallel_workers_and_a_bad_file(tmp_path: Path) -> None:
+    sources = [_square_image(tmp_path / f"img{i}.png", 10 + 10 * i) for i in range(4)]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    summary = run_batch(_jobs([*sources, bad], tmp_path / "out"), workers=2)
+    assert summary.count("done") == 4 and summary.count("failed") == 1 and summary.exit_code == 1
+    failed = next(r for r in summary.results if r.status == "failed")
+    assert "bad.png" in failed.reason and "\n" not in failed.reason
+    again = run_batch(_jobs(sources, tmp_path / "out"), workers=2)
+    assert again.count("skipped") == 4
+
+
+def test_a_changed_source_is_redone(tmp_path: Path) -> None:
+    source = _square_image(tmp_path / "img.png", 10)
+    assert run_batch(_jobs([source], tmp_path)).count("done") == 1
+    _square_image(source, 60)
+    assert run_batch(_jobs([source], tmp_path)).count("done") == 1, "same name, new content: not skipped"
+
+
+def test_expand_inputs_folders_globs_and_stage_files(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("a.mp4", "b.png", "sub/c.mp4", "notes.txt", ".hidden.mp4", "a.faces.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.mp4", "b.png"]
+    assert [p.name for p in expand_inputs([str(tmp_path)], recursive=True, glob="*.mp4")] == ["a.mp4", "c.mp4"]
+    assert [p.name for p in expand_inputs([str(tmp_path)], accept_stage="faces")] == ["a.faces.parquet"]
+    assert [p.name for p in expand_inputs([str(tmp_path / "missing.mp4")])] == ["missing.mp4"]
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    from facecli.errors import UsageError
+
+    with pytest.raises(UsageError):
+        run_batch([], workers=0)
