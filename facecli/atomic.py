@@ -11,6 +11,12 @@ from pathlib import Path
 from .errors import OutputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(final_path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it into place on success.
@@ -28,6 +34,7 @@ def atomic_output(final_path: str | Path) -> Iterator[Path]:
         raise OutputError(f"cannot write here ({exc.strerror}); choose another -o folder", final_path.parent) from exc
     os.close(fd)
     tmp_path = Path(tmp_name)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any file
     try:
         yield tmp_path
         os.replace(tmp_path, final_path)

@@ -5,8 +5,10 @@ One bad file never stops a batch: each file's failure becomes one line in the su
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -62,6 +64,14 @@ class BatchSummary:
         }
 
 
+# What a folder scan picks up without --glob: images and the common video containers
+# (anything else ffmpeg reads can still be named directly or matched with --glob).
+VIDEO_SUFFIXES = frozenset(
+    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .wmv .flv .ts .mts .m2ts .3gp .ogv .mxf .dv .y4m".split()
+)
+MEDIA_SUFFIXES = media.IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
 def expand_inputs(paths: Iterable[str], recursive: bool = False, glob: str | None = None,
                   accept_stage: str | None = None) -> list[Path]:
     """Files named on the command line: paths, folders (``glob``, ``recursive``), or ``-`` for stdin.
@@ -88,8 +98,7 @@ def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage
     stage_files = [p for p in found if accept_stage and formats.stage_of(p) == accept_stage]
     if stage_files:
         return stage_files
-    return [p for p in found if formats.stage_of(p) is None and p.suffix.lower() not in {".json", ".txt", ".md"}
-            and not p.name.endswith(".preview.mp4") and not p.name.endswith(".preview.png")]
+    return [p for p in found if p.suffix.lower() in MEDIA_SUFFIXES and ".preview." not in p.name]
 
 
 def is_complete(job: Job) -> bool:
@@ -98,8 +107,11 @@ def is_complete(job: Job) -> bool:
         return False
     try:
         header = formats.read_header(job.output)
-        return header["source"]["size_bytes"] == _media_of(job.source).stat().st_size and \
-            header["source"]["sha256_quick"] == formats.quick_hash(_media_of(job.source))
+        source = _media_of(job.source)
+        same_source = (header["source"]["size_bytes"], header["source"]["sha256_quick"]) == \
+            (source.stat().st_size, formats.quick_hash(source))
+        wanted = json.loads(json.dumps(asdict(job.options)))  # as the header stores them
+        return same_source and all(header["settings"].get(k) == v for k, v in wanted.items())
     except (FacecliError, KeyError, OSError):
         return False
 
@@ -116,6 +128,14 @@ _progress_queue: Any = None
 def _init_worker(queue: Any) -> None:
     global _progress_queue
     _progress_queue = queue
+    # Ctrl-C goes to the parent, which then stops workers with SIGTERM; unwinding as an
+    # interrupt lets each worker remove its partial outputs on the way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _report_frames(count: int) -> None:
@@ -177,17 +197,28 @@ def _run_pool(jobs: list[Job], workers: int, verbose: bool, record: Callable[[Fi
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(queue,)) as pool:
         pending = {pool.submit(run_job, job, None, verbose): job for job in jobs}
-        while pending:
-            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(queue, on_frames)
-            for future in done:
-                job = pending.pop(future)
-                try:
-                    record(future.result())
-                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file only
-                    record(FileResult(str(job.source), str(job.output), "failed",
-                                      f"{job.source}: worker crashed ({type(exc).__name__}); run it alone with -v"))
+        try:
+            _collect(pending, queue, record, on_frames)
+        except KeyboardInterrupt:
+            for proc in list(pool._processes.values()):  # private, but the only handle on running workers
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _collect(pending: dict, queue: Any, record: Callable[[FileResult], None],
+             on_frames: Callable[[int], None] | None) -> None:
+    while pending:
+        done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         _drain(queue, on_frames)
+        for future in done:
+            job = pending.pop(future)
+            try:
+                record(future.result())
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file only
+                record(FileResult(str(job.source), str(job.output), "failed",
+                                  f"{job.source}: worker crashed ({type(exc).__name__}); run it alone with -v"))
+    _drain(queue, on_frames)
 
 
 def _drain(queue: Any, on_frames: Callable[[int], None] | None) -> None:

@@ -12,8 +12,8 @@ class OneEuroFilter:
 
     A low-pass filter whose cut-off rises with speed: still points lose their jitter,
     moving points keep up. ``min_cutoff_hz`` sets the smoothing at rest (lower = smoother),
-    ``beta`` how fast the cut-off rises with speed (higher = less lag), ``d_cutoff_hz``
-    the smoothing of the speed estimate. Speeds are in input units per second.
+    ``beta`` how fast the cut-off rises with speed, in Hz per (unit/s) (higher = less lag),
+    ``d_cutoff_hz`` the smoothing of the speed estimate. Speeds are in input units per second.
     """
 
     def __init__(self, min_cutoff_hz: float = 1.0, beta: float = 0.05, d_cutoff_hz: float = 1.0):

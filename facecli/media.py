@@ -8,6 +8,7 @@ saying what to do; every unwritable output raises ``OutputError``.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
@@ -16,6 +17,7 @@ import re
 import subprocess
 import threading
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -453,11 +455,31 @@ def iter_frames(path: str | Path, info: MediaInfo | None = None, stride: int = 1
     return _iter_video(path, info, stride)
 
 
+_LIVE_FFMPEG: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live_ffmpeg() -> None:
+    """End decoders of iterators never closed, before Python freezes the threads draining them."""
+    for proc in list(_LIVE_FFMPEG):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _start_ffmpeg(cmd: list[str], **pipes: int) -> subprocess.Popen:
+    # Its own session: a Ctrl-C in the terminal reaches Python only, which stops ffmpeg itself
+    # (otherwise ffmpeg dies first and the file being read looks damaged).
+    proc = subprocess.Popen(cmd, start_new_session=True, **pipes)
+    _LIVE_FFMPEG.add(proc)
+    return proc
+
+
 def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
     # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
     # stalls on the stdout pipe until we read it, so it is never far ahead of us.
     log = _DecodeLog(queue.Queue())
-    proc = subprocess.Popen(_decode_cmd(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start_ffmpeg(_decode_cmd(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pump = _StderrPump(proc.stderr, log.on_line)
     pump.start()
     try:
@@ -579,7 +601,7 @@ class VideoWriter:
         self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
         self._frames = 0
         try:
-            self._proc = subprocess.Popen(
+            self._proc = _start_ffmpeg(
                 self._command(self._video_tmp or self._final_tmp, crf), stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )

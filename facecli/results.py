@@ -129,5 +129,5 @@ class Landmarks(FaceTable):
     @property
     def head_pose_deg(self) -> np.ndarray:
         """(N, 3) yaw, pitch, roll in degrees: rotations about the camera's y, x and z axes."""
-        rx, ry, rz = np.degrees(self.rotation_rad.astype(np.float64)).T
-        return np.stack([ry, rx, rz], axis=1)
+        rx, ry, rz = np.degrees(self.rotation_rad).T
+        return np.stack([ry, rx, rz], axis=1).astype(np.float32)

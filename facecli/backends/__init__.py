@@ -83,17 +83,23 @@ _REGISTRY: dict[tuple[str, str], str] = {
 }
 
 
-def names(stage: str) -> list[str]:
+_HIDDEN = {"fake"}  # the test double: usable from Python, not offered to users
+
+
+def names(stage: str, hidden: bool = False) -> list[str]:
     """Backend names for a stage, default first."""
-    return [name for (st, name) in _REGISTRY if st == stage]
+    return [name for (st, name) in _REGISTRY if st == stage and (hidden or name not in _HIDDEN)]
+
+
+def check_name(stage: str, name: str) -> None:
+    """UsageError for a name no backend of this stage has."""
+    if name not in names(stage, hidden=True):
+        raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(names(stage))}")
 
 
 def backend_class(stage: str, name: str) -> type[Backend]:
-    try:
-        target = _REGISTRY[(stage, name)]
-    except KeyError:
-        raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(names(stage))}") from None
-    module_name, class_name = target.split(":")
+    check_name(stage, name)
+    module_name, class_name = _REGISTRY[(stage, name)].split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -29,7 +29,7 @@ class FileFormat(str, Enum):
 
 Inputs = Annotated[list[str], typer.Argument(help="Media files, folders, stage files, or - to read paths from stdin.",
                                              show_default=False)]
-OutDir = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder [default: next to each input].",
+OutDir = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder (default: next to each input).", show_default=False,
                                                 file_okay=False)]
 Format = Annotated[FileFormat, typer.Option("--format", help="parquet, or CSV with OpenFace 2.0 column names.")]
 Preview = Annotated[Optional[Path], typer.Option(
@@ -108,6 +108,7 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
 
 def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Callable[..., Any],
                options: Any, media_of: Callable[[Path], Path]) -> list[Job]:
+    media.max_pixels()  # a bad FACECLI_MAX_PIXELS is a usage error, before any file
     sources = expand_inputs(opts.inputs, opts.recursive, opts.glob, accept_stage)
     if not sources:
         raise UsageError("no input files found; give media files, folders or - for stdin")
@@ -133,8 +134,12 @@ def _safe_media(media_of: Callable[[Path], Path], source: Path) -> Path:
 
 def execute(opts: BatchOptions, jobs: list[Job]) -> None:
     """Run the batch with progress, print the summary, write the report; exit 0 or 1."""
-    summary = _run_with_progress(opts, jobs) if not (opts.quiet or opts.json) else \
-        run_batch(jobs, opts.workers, opts.overwrite, opts.verbose)
+    try:
+        summary = _run_with_progress(opts, jobs) if not (opts.quiet or opts.json) else \
+            run_batch(jobs, opts.workers, opts.overwrite, opts.verbose)
+    except KeyboardInterrupt:
+        console.print("interrupted: finished outputs are kept, partial ones were removed", markup=False)
+        raise typer.Exit(130) from None
     if not opts.quiet and not opts.json:
         _print_summary(summary)
     elif not opts.json:

@@ -30,6 +30,7 @@ class DetectOptions:
     def __post_init__(self) -> None:
         if self.every < 1 or self.min_size <= 0 or not 0 <= self.min_score <= 1 or self.max_faces < 0:
             raise UsageError("need --every >= 1, --min-size > 0, 0 <= --min-score <= 1, --max-faces >= 0")
+        backends.check_name("detect", self.backend)
 
     def create_detector(self) -> Detector:
         return backends.create("detect", self.backend, min_score=self.min_score, min_size=self.min_size,

@@ -45,12 +45,13 @@ class LandmarkOptions:
     detect_every: int = 150  # frames between detection scans while every face is tracked
     smooth: bool = False  # One Euro filter on each point (off by default)
     smooth_min_cutoff: float = 1.0  # Hz: lower is smoother at rest
-    smooth_beta: float = 0.05  # s/px: higher follows fast motion with less lag
+    smooth_beta: float = 0.05  # 1/px (Hz per px/s): higher follows fast motion with less lag
     focal_px: float | None = None  # camera focal length; default max(width, height)
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise UsageError("--detect-every must be >= 1")
+        backends.check_name("landmarks", self.backend)
 
 
 @dataclass

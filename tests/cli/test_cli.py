@@ -62,13 +62,40 @@ def test_resume_skips_complete_outputs_and_overwrite_redoes_them(tmp_path: Path)
     first = json.loads(run(*args).stdout)
     second = json.loads(run(*args).stdout)
     third = json.loads(run(*args, "--overwrite").stdout)
-    assert (first["done"], second["skipped"], third["done"]) == (1, 1, 1)
+    changed = json.loads(run(*args, "--min-score", "0.6").stdout)
+    assert (first["done"], second["skipped"], third["done"], changed["done"]) == (1, 1, 1, 1)
+    mode = (tmp_path / "astronaut.faces.parquet").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask(), "outputs get the usual permissions, not mkstemp's 0600"
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_ctrl_c_stops_the_batch_and_leaves_only_complete_files(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*FACECLI, "detect", str(MEGAMIND), str(MEGAMIND), "-o", str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(4)  # into the first video
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 def test_folder_of_faces_files_chains_into_landmarks(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(ASTRONAUT, images / "a.png")
+    (images / "settings.yaml").write_text("not media: true\n")  # a folder scan skips it
     Image.open(ASTRONAUT).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(images / "b.jpg")
     assert run("detect", str(images), "-o", str(tmp_path / "faces"), "-q").returncode == 0
     result = run("landmarks", str(tmp_path / "faces"), "-o", str(tmp_path / "marks"), "--format", "csv", "--json")
@@ -98,7 +125,8 @@ def test_preview_files(tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("detect", str(ASTRONAUT), "--every", "0").returncode == 2
-    assert run("detect", str(ASTRONAUT), "--backend", "nope", "-o", str(tmp_path)).returncode in (1, 2)
+    result = run("detect", str(ASTRONAUT), "--backend", "nope", "-o", str(tmp_path))
+    assert result.returncode == 2 and "mediapipe" in result.stderr and "fake" not in result.stderr
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("no_such_option: 1\n")
     result = run("detect", str(ASTRONAUT), "--config", str(bad_config))
