@@ -19,15 +19,31 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best first."""
+def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)): the share of each box of b that lies inside each box of a."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, 0, None] + a[:, 2, None], b[None, :, 0] + b[None, :, 2])
+                 - np.maximum(a[:, 0, None], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 1, None] + a[:, 3, None], b[None, :, 1] + b[None, :, 3])
+                 - np.maximum(a[:, 1, None], b[None, :, 1]), 0, None)
+    return iw * ih / np.maximum(b[None, :, 2] * b[None, :, 3], 1e-12)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, contained: float = 1.01) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best first.
+
+    A box is also dropped when more than ``contained`` of it lies inside a better one: a
+    multi-scale scan finds parts of a big face (an eye and a brow) as small faces.
+    """
     order = np.argsort(-np.asarray(scores))
     keep: list[int] = []
     while order.size:
         best = order[0]
         keep.append(int(best))
-        overlaps = box_iou(boxes[best], boxes[order[1:]])[0]
-        order = order[1:][overlaps < iou_threshold]
+        rest = boxes[order[1:]]
+        drop = (box_iou(boxes[best], rest)[0] >= iou_threshold) | (box_containment(boxes[best], rest)[0] > contained)
+        order = order[1:][~drop]
     return np.array(keep, dtype=np.int64)
 
 

@@ -38,3 +38,6 @@ def test_iou_and_nms() -> None:
     assert geometry.box_iou(boxes[0], boxes[0])[0, 0] == pytest.approx(1.0)
     assert geometry.box_iou(boxes[0], boxes[2])[0, 0] == 0.0
     assert geometry.nms(boxes, np.array([0.5, 0.9, 0.7]), 0.3).tolist() == [1, 2]
+    face_and_part = np.array([[0, 0, 100, 100], [40, -20, 60, 60]], float)  # IoU 0.23, 2/3 inside
+    assert geometry.nms(face_and_part, np.array([0.9, 0.8]), 0.3).tolist() == [0, 1]
+    assert geometry.nms(face_and_part, np.array([0.9, 0.8]), 0.3, contained=0.6).tolist() == [0]

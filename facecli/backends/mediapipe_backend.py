@@ -122,7 +122,7 @@ class BlazeFaceDetector(Detector):
         # MediaPipe applies its own threshold loosely: enforce ours here.
         wanted = (np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_size) & (scores >= self.min_score)
         merged = FrameDetections(boxes, scores, keypoints)[wanted]
-        keep = nms(merged.boxes_xywh, merged.scores, 0.3)
+        keep = nms(merged.boxes_xywh, merged.scores, 0.3, contained=0.6)
         if self.max_faces > 0:
             keep = keep[: self.max_faces]
         return merged[keep]

@@ -22,6 +22,8 @@ def detect(
     min_size: Annotated[float, typer.Option(min=1.0, help="Smallest face side looked for, px; smaller is slower.")] = 40.0,
     max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
+    min_track: Annotated[int, typer.Option(min=1, help="Video: drop faces seen in fewer processed frames "
+                                           "(1 keeps every detection).")] = 2,
     recursive: common.Recursive = False,
     glob: common.Glob = None,
     workers: common.Workers = 1,
@@ -36,5 +38,6 @@ def detect(
     values = common.apply_config(ctx, dict(locals()))
     opts = common.batch_options(values)
     stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],
-                               max_faces=values["max_faces"], every=values["every"])
+                               max_faces=values["max_faces"], every=values["every"],
+                               min_track=values["min_track"])
     common.execute(opts, common.build_jobs(opts, "faces", None, detect_file, stage_opts, Path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +27,13 @@ class DetectOptions:
     min_size: float = 40.0  # px: the smallest face side looked for (smaller is slower)
     max_faces: int = 0  # per frame, largest scores first; 0 = no limit
     every: int = 1  # process every Nth frame (the others are decoded only for cut detection)
+    min_track: int = 2  # video: drop tracks seen in fewer processed frames (1 keeps every detection)
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.min_size <= 0 or not 0 <= self.min_score <= 1 or self.max_faces < 0:
-            raise UsageError("need --every >= 1, --min-size > 0, 0 <= --min-score <= 1, --max-faces >= 0")
+        if min(self.every, self.min_track) < 1 or self.min_size <= 0 or not 0 <= self.min_score <= 1 \
+                or self.max_faces < 0:
+            raise UsageError("need --every >= 1, --min-track >= 1, --min-size > 0, 0 <= --min-score <= 1, "
+                             "--max-faces >= 0")
         backends.check_name("detect", self.backend)
 
     def create_detector(self) -> Detector:
@@ -45,17 +49,35 @@ def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: 
 
 def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = None,
                 info: media.MediaInfo | None = None) -> Iterator[tuple[media.Frame, Faces]]:
-    """Per processed frame: the frame and its tracked detections."""
+    """Per processed frame: the frame and its tracked detections.
+
+    In a video a track must be seen in ``min_track`` processed frames before its rows count:
+    frames are held back that many frames, so a one-frame false positive never shows.
+    """
     info = info or media.probe(path)
     detector = detector or options.create_detector()
     cuts, tracker = ShotCutDetector(), FaceTracker()
+    min_track = options.min_track if info.kind == "video" else 1
+    held: deque[tuple[media.Frame, Faces]] = deque()
+    hits: Counter[int] = Counter()
     for frame in media.iter_frames(path, info):
         if cuts.update(frame.image):
             tracker.new_shot()
         if frame.index % options.every:
             continue
         dets = detector.detect(frame.image)
-        yield frame, faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
+        faces = faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
+        hits.update(faces.face_id.tolist())
+        held.append((frame, faces))
+        if len(held) >= min_track:
+            yield _confirmed(*held.popleft(), hits, min_track)
+    while held:
+        yield _confirmed(*held.popleft(), hits, min_track)
+
+
+def _confirmed(frame: media.Frame, faces: Faces, hits: Counter[int], min_track: int) -> tuple[media.Frame, Faces]:
+    keep = np.array([hits[i] >= min_track for i in faces.face_id.tolist()], bool)
+    return frame, faces[keep]
 
 
 def detect(path: str | Path, **options: object) -> Faces:

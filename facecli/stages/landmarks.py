@@ -281,7 +281,7 @@ def landmarks(path: str | Path, **options: Any) -> Landmarks:
 
 def _options(options: dict[str, Any]) -> LandmarkOptions:
     """LandmarkOptions from flat keyword options (detection ones go to ``detect``)."""
-    detect_keys = set(DetectOptions.__dataclass_fields__) - {"backend", "every"}
+    detect_keys = set(DetectOptions.__dataclass_fields__) - {"backend", "every", "min_track"}
     detect_opts = {k: options.pop(k) for k in list(options) if k in detect_keys}
     if "detector" in options:
         detect_opts["backend"] = options.pop("detector")

@@ -57,6 +57,30 @@ def test_megamind_tracks_keep_ids_within_shots_and_never_reuse_them() -> None:
             assert not ids_per_shot[a] & ids_per_shot[b], "an id crossed a shot cut"
 
 
+def test_one_frame_detections_are_dropped_in_videos(tmp_path) -> None:
+    """A blip seen in one frame only (here: a face pasted into frame 5 alone) is not a track."""
+    from facecli.media import VideoWriter, read_image
+
+    still = np.full((240, 320, 3), 90, np.uint8)
+    face = cv2_resize(read_image(ASTRONAUT)[40:240, 120:330], (100, 95))
+    clip = tmp_path / "blip.mp4"
+    with VideoWriter(clip, 320, 240, 25.0) as writer:
+        for i in range(12):
+            frame = still.copy()
+            if i == 5 or i >= 8:
+                frame[60:155, 110:210] = face
+            writer.write(frame)
+    kept = facecli.detect(clip)
+    assert 5 not in kept.frame_index and set(kept.frame_index.tolist()) >= {8, 9, 10, 11}
+    assert 5 in facecli.detect(clip, min_track=1).frame_index
+
+
+def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def test_every_n_processes_a_stride_of_frames() -> None:
     from facecli.stages.detect import iter_detect
 
