@@ -202,7 +202,7 @@ class FaceMeshSession(LandmarkSession):
 class FaceMeshModel(LandmarkModel):
     """MediaPipe face mesh with irises (478 points), run on each face's crop."""
 
-    def __init__(self, crop_px: int = 256):
+    def __init__(self, crop_px: int = 192):  # the mesh model's own input size
         self.crop_px = int(crop_px)
 
     @classmethod

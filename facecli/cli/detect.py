@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,7 +19,9 @@ def detect(
     preview: common.Preview = None,
     backend: Annotated[str, typer.Option(help="Detection backend (see facecli doctor).")] = "mediapipe",
     min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")] = 0.5,
-    min_size: Annotated[float, typer.Option(min=1.0, help="Smallest face side looked for, px; smaller is slower.")] = 40.0,
+    min_size: Annotated[Optional[float], typer.Option(
+        min=1.0, show_default=False, help="Smallest face side looked for, px; smaller is slower "
+        "(default: 40 for images; for videos 5% of the long side, at least 40).")] = None,
     max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
     min_track: Annotated[int, typer.Option(min=1, help="Video: drop faces seen in fewer processed frames "

@@ -20,7 +20,9 @@ def landmarks(
     backend: Annotated[str, typer.Option(help="Landmark backend (see facecli doctor).")] = "mediapipe",
     detector: Annotated[str, typer.Option(help="Detection backend used on keyframes.")] = "mediapipe",
     min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")] = 0.5,
-    min_size: Annotated[float, typer.Option(min=1.0, help="Smallest face side looked for, px.")] = 40.0,
+    min_size: Annotated[Optional[float], typer.Option(
+        min=1.0, show_default=False, help="Smallest face side looked for, px; smaller is slower "
+        "(default: 40 for images; for videos 5% of the long side, at least 40).")] = None,
     max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
     detect_every: Annotated[int, typer.Option(min=1, help="Frames between detection scans while every face "
                                               "is tracked (shot cuts and lost faces rescan sooner).")] = 150,

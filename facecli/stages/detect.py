@@ -18,26 +18,38 @@ from ..tracking import FaceTracker, ShotCutDetector
 from .common import FileStats, ProgressCallback, run_to_file
 
 
+MIN_FACE_PX = 40.0
+VIDEO_MIN_FACE_SHARE = 0.05
+
+
 @dataclass(frozen=True)
 class DetectOptions:
     """Settings of the detect stage (the CLI's options, by the same names)."""
 
     backend: str = "mediapipe"
     min_score: float = 0.5  # 0-1: weaker detections are dropped
-    min_size: float = 40.0  # px: the smallest face side looked for (smaller is slower)
+    min_size: float | None = None  # px: smallest face side looked for; None: see min_size_for
     max_faces: int = 0  # per frame, largest scores first; 0 = no limit
     every: int = 1  # process every Nth frame (the others are decoded only for cut detection)
     min_track: int = 2  # video: drop tracks seen in fewer processed frames (1 keeps every detection)
 
     def __post_init__(self) -> None:
-        if min(self.every, self.min_track) < 1 or self.min_size <= 0 or not 0 <= self.min_score <= 1 \
+        if min(self.every, self.min_track) < 1 or (self.min_size or 1) <= 0 or not 0 <= self.min_score <= 1 \
                 or self.max_faces < 0:
             raise UsageError("need --every >= 1, --min-track >= 1, --min-size > 0, 0 <= --min-score <= 1, "
                              "--max-faces >= 0")
         backends.check_name("detect", self.backend)
 
-    def create_detector(self) -> Detector:
-        return backends.create("detect", self.backend, min_score=self.min_score, min_size=self.min_size,
+    def min_size_for(self, info: media.MediaInfo) -> float:
+        """The smallest face looked for: as given, else 40 px for images and, for videos, 5% of
+        the long side (at least 40 px), so a detection scan costs about the same at any resolution."""
+        if self.min_size is not None:
+            return self.min_size
+        long_side = max(info.width, info.height)
+        return MIN_FACE_PX if info.kind == "image" else max(MIN_FACE_PX, VIDEO_MIN_FACE_SHARE * long_side)
+
+    def create_detector(self, info: media.MediaInfo) -> Detector:
+        return backends.create("detect", self.backend, min_score=self.min_score, min_size=self.min_size_for(info),
                                max_faces=self.max_faces)
 
 
@@ -55,7 +67,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     frames are held back that many frames, so a one-frame false positive never shows.
     """
     info = info or media.probe(path)
-    detector = detector or options.create_detector()
+    detector = detector or options.create_detector(info)
     cuts, tracker = ShotCutDetector(), FaceTracker()
     min_track = options.min_track if info.kind == "video" else 1
     held: deque[tuple[media.Frame, Faces]] = deque()
@@ -84,7 +96,7 @@ def detect(path: str | Path, **options: object) -> Faces:
     """Faces in an image or video, tracked across frames. Options: see :class:`DetectOptions`."""
     opts = DetectOptions(**options)
     info = media.probe(path)
-    detector = opts.create_detector()
+    detector = opts.create_detector(info)
     header = {"backend": opts.backend, "settings": detector.settings(), "source": {"path": str(path)}}
     return Faces.concat([rows for _, rows in iter_detect(Path(path), opts, detector, info)], header=header)
 
@@ -93,9 +105,9 @@ def detect_file(source: Path, output: Path, options: DetectOptions, preview: Pat
                 progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: ``source`` media to a faces file at ``output``."""
     info = media.probe(source)
-    detector = options.create_detector()
+    detector = options.create_detector(info)
     return run_to_file(
         iter_detect(source, options, detector, info), stage_format="faces", source=source, info=info,
-        output=output, backend=options.backend, settings={**asdict(options), **detector.settings()},
+        output=output, backend=options.backend, settings={**asdict(options), "detector": detector.settings()},
         preview=preview, draw=draw_faces, progress=progress,
     )

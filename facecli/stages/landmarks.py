@@ -261,7 +261,7 @@ def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None,
     if faces_file:
         detections: Any = _FileDetections(faces_file, int(formats.read_header(faces_file)["settings"].get("every", 1)))
     else:
-        detections = _LiveDetections(detector or options.detect.create_detector())
+        detections = _LiveDetections(detector or options.detect.create_detector(info))
     tracker = FaceMeshTracker(model, detections, options, video=info.kind == "video")
     camera = camera_matrix(info.width, info.height, options.focal_px)
     try:
@@ -291,10 +291,13 @@ def _options(options: dict[str, Any]) -> LandmarkOptions:
 def landmarks_file(source: Path, output: Path, options: LandmarkOptions, preview: Path | None = None,
                    progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: media or a faces file to a landmarks file at ``output``."""
-    media_path, _ = resolve_source(source)
+    media_path, faces_file = resolve_source(source)
     info = media.probe(media_path)
+    model = backends.create("landmarks", options.backend)
+    detector = None if faces_file else options.detect.create_detector(info)
+    used = detector.settings() if detector else {"faces_file": str(faces_file.resolve())}
     return run_to_file(
-        iter_landmarks(source, options), stage_format="landmarks", source=media_path, info=info,
-        output=output, backend=options.backend, settings=asdict(options), preview=preview,
-        draw=draw_landmarks, progress=progress,
+        iter_landmarks(source, options, model, detector), stage_format="landmarks", source=media_path, info=info,
+        output=output, backend=options.backend, settings={**asdict(options), "model": model.settings(), "detector": used},
+        preview=preview, draw=draw_landmarks, progress=progress,
     )
