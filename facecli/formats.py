@@ -164,6 +164,15 @@ def _arrow_table(fmt: StageFormat, rows: FaceTable) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
+# Column statistics only where readers filter: the writer keeps every row group's statistics
+# until it closes, which for ~360 columns made memory grow with video length.
+INDEXED_COLUMNS = ["frame", "face_id", "timestamp", "shot"]
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=INDEXED_COLUMNS)
+
+
 class TableWriter:
     """Streams result chunks into a stage file; the file appears only when :meth:`close` succeeds."""
 
@@ -183,7 +192,7 @@ class TableWriter:
         else:
             table = _arrow_table(self.fmt, rows)
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self._tmp, table.schema, compression="zstd")
+                self._parquet = _parquet_writer(self._tmp, table.schema)
             self._parquet.write_table(table)
         self.rows += len(rows)
 
@@ -213,7 +222,7 @@ class TableWriter:
                 tmp.write_text(json.dumps(self.header, indent=2))
             return
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._tmp, _arrow_table(self.fmt, self.fmt.result_type.empty()).schema)
+            self._parquet = _parquet_writer(self._tmp, _arrow_table(self.fmt, self.fmt.result_type.empty()).schema)
         self._parquet.add_key_value_metadata({HEADER_KEY: json.dumps(self.header).encode()})
         self._parquet.close()
         self._atomic.__exit__(None, None, None)

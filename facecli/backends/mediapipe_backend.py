@@ -29,7 +29,7 @@ _TILE_MAX_FRACTION = 0.5  # tiles overlap by half, so a face up to half a tile i
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def quiet_native_logs() -> Iterator[None]:
     """Mute fd 2 while MediaPipe's C++ side starts: it logs start-up chatter there directly."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -43,14 +43,14 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 def _solutions() -> Any:
-    with _native_stderr_silenced():
+    with quiet_native_logs():
         import mediapipe as mp
     return mp.solutions
 
 
 def _warm(model: Any) -> Any:
     """Build a MediaPipe solution and run it once on a blank image, quietly (first use logs too)."""
-    with _native_stderr_silenced():
+    with quiet_native_logs():
         model.process(np.zeros((64, 64, 3), np.uint8))
     return model
 
@@ -97,7 +97,7 @@ class BlazeFaceDetector(Detector):
     def __init__(self, min_score: float = 0.5, min_size: float = 40.0, max_faces: int = 0):
         sol = _solutions()
         self.min_score, self.min_size, self.max_faces = float(min_score), float(min_size), int(max_faces)
-        with _native_stderr_silenced():
+        with quiet_native_logs():
             self._short = _warm(sol.face_detection.FaceDetection(model_selection=0, min_detection_confidence=self.min_score))
             self._full = _warm(sol.face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score))
 
@@ -173,7 +173,7 @@ class FaceMeshSession(LandmarkSession):
 
     def __init__(self, video: bool, crop_px: int):
         self.crop_px = crop_px
-        with _native_stderr_silenced():
+        with quiet_native_logs():
             self._mesh = _warm(_solutions().face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
                 min_detection_confidence=0.5, min_tracking_confidence=0.5,
@@ -185,7 +185,7 @@ class FaceMeshSession(LandmarkSession):
         warp = np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
         crop = cv2.warpAffine(image_rgb, warp, (self.crop_px, self.crop_px), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
-        with _native_stderr_silenced():  # it warns about non-square ROIs on first use, from C++
+        with quiet_native_logs():  # it warns about non-square ROIs on first use, from C++
             result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None

@@ -15,7 +15,7 @@ from ..formats import TableWriter, make_header
 from ..results import FaceTable
 
 # Rows are flushed to disk in chunks of this many frames: memory stays bounded.
-CHUNK_FRAMES = 256
+CHUNK_FRAMES = 1024
 
 ProgressCallback = Callable[[int], None]
 

@@ -31,7 +31,8 @@ from .detect import DetectOptions
 # Crop around a face for the mesh, as a multiple of the face's size: room for motion between frames.
 CROP_FROM_DETECTION = 2.0
 CROP_FROM_MESH = 1.7
-RESCAN_WHILE_SEARCHING = 6  # frames between scans while a face is lost or none is tracked
+RESCAN_WHILE_LOST = 6  # frames between scans while a tracked face is missing
+RESCAN_WHILE_EMPTY = (6, 12, 24)  # frames between scans while no face is tracked, backing off
 # Rigid-point disagreement with the mean face (mm) at which confidence reaches 0.
 CONFIDENCE_ZERO_MM = 12.0
 
@@ -118,6 +119,7 @@ class FaceMeshTracker:
         self.cuts, self.tracker = ShotCutDetector(), FaceTracker()
         self.tracks: dict[int, _Track] = {}
         self.last_scan = -(10**9)
+        self.empty_scans = 0
 
     def _end_all(self) -> None:
         for track in self.tracks.values():
@@ -125,8 +127,12 @@ class FaceMeshTracker:
         self.tracks = {}
 
     def _due_scan(self, frame_index: int, new_shot: bool) -> bool:
-        searching = not self.tracks or self.tracker.lost_recently
-        interval = RESCAN_WHILE_SEARCHING if searching else self.options.detect_every
+        if self.tracker.lost_recently:
+            interval = RESCAN_WHILE_LOST
+        elif not self.tracks:  # faceless stretches back off: scans are the costliest step
+            interval = RESCAN_WHILE_EMPTY[min(self.empty_scans, len(RESCAN_WHILE_EMPTY) - 1)]
+        else:
+            interval = self.options.detect_every
         return new_shot or frame_index - self.last_scan >= interval
 
     def _follow(self, image: np.ndarray) -> list[tuple[_Track, np.ndarray]]:
@@ -166,6 +172,7 @@ class FaceMeshTracker:
             if dets is not None:
                 self.last_scan = frame.index
                 self._start(frame.image, dets, fitted)
+                self.empty_scans = 0 if fitted or new_shot else self.empty_scans + 1
         fitted = _drop_duplicates(fitted, self.pool)
         limit = self.options.detect.max_faces or len(fitted)
         for track, _ in fitted[limit:]:
