@@ -10,6 +10,9 @@ import numpy as np
 from .geometry import box_iou
 
 
+BLANK_CONTRAST = 12.0  # grey levels between a thumbnail's darkest and brightest pixel
+
+
 class ShotCutDetector:
     """Flags the first frame of each new shot.
 
@@ -26,6 +29,7 @@ class ShotCutDetector:
         self._prev_thumb: np.ndarray | None = None
         self._prev_hist: np.ndarray | None = None
         self.shot = -1
+        self.blank = False  # the last frame has no contrast (black, a fade): it can hold no face
 
     def update(self, image_rgb: np.ndarray) -> bool:
         """Feed the next frame; True when it starts a new shot (the first frame always does)."""
@@ -37,6 +41,7 @@ class ShotCutDetector:
         hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
         cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
         grey = hsv[..., 2].astype(np.float32)
+        self.blank = float(grey.max() - grey.min()) < BLANK_CONTRAST
         if self._prev_thumb is None:
             is_cut = True
         else:

@@ -40,3 +40,17 @@ def test_lost_recently_flags_a_missing_face() -> None:
     assert not tracker.lost_recently
     tracker.update(np.zeros((0, 4)))
     assert tracker.lost_recently
+
+
+def test_blank_frames_are_flagged() -> None:
+    from facecli.media import read_image
+
+    from .conftest import ASTRONAUT
+
+    detector = ShotCutDetector()
+    detector.update(np.zeros((240, 320, 3), np.uint8))
+    assert detector.blank
+    detector.update(np.full((240, 320, 3), 40, np.uint8) + np.random.default_rng(0).integers(0, 3, (240, 320, 3), np.uint8))
+    assert detector.blank, "a flat dark frame with sensor noise is blank too"
+    detector.update(read_image(ASTRONAUT))
+    assert not detector.blank

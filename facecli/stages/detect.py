@@ -77,7 +77,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
             tracker.new_shot()
         if frame.index % options.every:
             continue
-        dets = detector.detect(frame.image)
+        dets = FrameDetections.empty() if cuts.blank else detector.detect(frame.image)
         faces = faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
         hits.update(faces.face_id.tolist())
         held.append((frame, faces))

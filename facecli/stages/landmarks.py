@@ -168,7 +168,8 @@ class FaceMeshTracker:
         if self._due_scan(frame.index, new_shot) or not self.video:
             if isinstance(self.detections, _LiveDetections):
                 self.detections.image = frame.image
-            dets = self.detections.at(frame.index)
+            # A blank frame is searched for free: the same in the live and the file path.
+            dets = FrameDetections.empty() if self.cuts.blank else self.detections.at(frame.index)
             if dets is not None:
                 self.last_scan = frame.index
                 self._start(frame.image, dets, fitted)
