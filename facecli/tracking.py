@@ -42,7 +42,7 @@ class ShotCutDetector:
         cv2.normalize(hist, hist, 1.0, 0.0, cv2.NORM_L1)
         grey = hsv[..., 2].astype(np.float32)
         self.blank = float(grey.max() - grey.min()) < BLANK_CONTRAST
-        if self._prev_thumb is None:
+        if self._prev_thumb is None or self._prev_thumb.shape != grey.shape:  # a new size is a new shot
             is_cut = True
         else:
             pixel_change = float(np.abs(grey - self._prev_thumb).mean())
