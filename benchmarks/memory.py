@@ -43,7 +43,7 @@ def _parent_of(pid_dir: Path) -> int | None:
     return int(stat[stat.rfind(")") + 2 :].split()[1])  # the name in (...) may hold spaces
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """``root`` and every process below it."""
     children: dict[int, list[int]] = {}
     for pid_dir in Path("/proc").glob("[0-9]*"):
@@ -58,7 +58,7 @@ def _descendants(root: int) -> list[int]:
     return tree
 
 
-def _status(pid: int) -> dict[str, str]:
+def proc_status(pid: int) -> dict[str, str]:
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
@@ -72,8 +72,8 @@ def _mb(status: dict[str, str], key: str) -> float:
 
 def _sample(root: int, peak: PeakMemory) -> None:
     total_mb = 0.0
-    for pid in _descendants(root):
-        status = _status(pid)
+    for pid in descendants(root):
+        status = proc_status(pid)
         total_mb += _mb(status, "VmRSS")
         if pid == root:
             peak.hwm_mb = max(peak.hwm_mb, _mb(status, "VmHWM"))

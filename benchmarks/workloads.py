@@ -1,15 +1,20 @@
 """The measured workloads (facecli and the raw engine) and the inputs made for them.
 
 Imported by run.py only after it pinned the process to one core: numpy's and MediaPipe's
-threads start at import or first use and keep the affinity they were born with.
+threads start at import or first use and keep the affinity they were born with. ffmpeg
+children inherit that core too, unless ``decoders_placed`` moves them to another.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from placement import Placement, decoder_wrapper
 from timing import Work, Workload
 
 from facecli import formats, media
@@ -54,6 +59,34 @@ def raw_mesh_workload(source: Path, max_faces: int) -> Workload:
         return Work(frames, fits)
 
     return run
+
+
+@contextmanager
+def decoders_placed(where: Placement, folder: Path) -> Iterator[None]:
+    """Run every ffmpeg that facecli starts meanwhile (probes and decoders) on ``where.decoder_cpu``.
+
+    facecli finds ffmpeg through ``media.ffmpeg_exe()`` only (``_decode_cmd`` calls it each
+    time), a functools.cache over imageio-ffmpeg's lookup, which honours env IMAGEIO_FFMPEG_EXE:
+    point that at a wrapper that pins ffmpeg, and clear the cache on the way in and out.
+    """
+    if where.shared:  # children inherit this process's one core
+        yield
+        return
+    real, before = media.ffmpeg_exe(), os.environ.get("IMAGEIO_FFMPEG_EXE")
+    wrapper = decoder_wrapper(where.decoder_cpu, real, folder)
+    os.environ["IMAGEIO_FFMPEG_EXE"] = str(wrapper)
+    media.ffmpeg_exe.cache_clear()
+    try:
+        if media.ffmpeg_exe() != str(wrapper):
+            raise RuntimeError(f"facecli would still run {media.ffmpeg_exe()}, not {wrapper}")
+        yield
+    finally:
+        if before is None:
+            del os.environ["IMAGEIO_FFMPEG_EXE"]
+        else:
+            os.environ["IMAGEIO_FFMPEG_EXE"] = before
+        media.ffmpeg_exe.cache_clear()
+        wrapper.unlink()
 
 
 def _ffmpeg(*args: str) -> None:

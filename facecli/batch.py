@@ -226,11 +226,3 @@ def _drain(queue: Any, on_frames: Callable[[int], None] | None) -> None:
         count = queue.get_nowait()
         if on_frames:
             on_frames(count)
-
-
-def media_frame_estimate(path: Path) -> int:
-    """Frames the progress bar expects for one input (0 when unknown)."""
-    try:
-        return media.probe(_media_of(path)).frame_count
-    except (FacecliError, KeyError, OSError):
-        return 0

@@ -113,8 +113,9 @@ def output_path(input_path: Path, out_dir: Path | None, stage_format: str, file_
     return (out_dir or input_path.parent) / f"{stem}.{stage_format}.{file_format}"
 
 
-def quick_hash(path: Path, block: int = 4 << 20) -> str:
-    """sha256 of the size, the first and the last 4 MiB: identifies a media file cheaply."""
+def quick_hash(path: Path, block: int = 1 << 20) -> str:
+    """sha256 of the size, the first and the last MiB: identifies a media file cheaply (resuming
+    a batch of 10,000 videos reads 20 GB, not all of them)."""
     size = path.stat().st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as fh:

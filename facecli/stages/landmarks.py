@@ -225,13 +225,12 @@ def pose_and_metrics(points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray
     (px, relative depth) is brought to mm by a similarity fit on the same points, keeping
     the person's expression, then placed in the camera by that pose.
     """
-    model = mean_face().vertices_mm
-    rotation, translation = solve_pose(model[RIGID_INDICES], points[RIGID_INDICES, :2], camera)
-    scale, rot, shift = umeyama(points[RIGID_INDICES], model[RIGID_INDICES])
-    shape_mm = scale * points @ rot.T + shift
-    residual_mm = float(np.sqrt(((shape_mm[RIGID_INDICES] - model[RIGID_INDICES]) ** 2).sum(axis=1).mean()))
+    model, rigid = mean_face().vertices_mm, points[RIGID_INDICES]
+    rotation, translation = solve_pose(model[RIGID_INDICES], rigid[:, :2], camera)
+    scale, rot, shift = umeyama(rigid, model[RIGID_INDICES])
+    residual_mm = float(np.sqrt(((scale * rigid @ rot.T + shift - model[RIGID_INDICES]) ** 2).sum(axis=1).mean()))
     confidence = float(np.clip(1.0 - residual_mm / CONFIDENCE_ZERO_MM, 0.0, 1.0))
-    landmarks_68_mm = shape_mm[IBUG68_FROM_MESH] @ rotation.T + translation
+    landmarks_68_mm = (scale * points[IBUG68_FROM_MESH] @ rot.T + shift) @ rotation.T + translation
     return euler_xyz(rotation), translation, landmarks_68_mm, confidence
 
 
