@@ -13,7 +13,9 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +88,7 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False, glob: str | Non
             continue
         path = Path(raw)
         out.extend(_folder_inputs(path, recursive, glob, accept_stage) if path.is_dir() else [path])
-    return list(dict.fromkeys(out))
+    return list({p.resolve(): p for p in reversed(out)}.values())[::-1]  # one job per file, however spelled
 
 
 def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage: str | None) -> list[Path]:
@@ -95,10 +97,14 @@ def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage
     found = [p for p in found if not p.name.startswith(".")]
     if glob:
         return found
-    stage_files = [p for p in found if accept_stage and formats.stage_of(p) == accept_stage]
-    if stage_files:
-        return stage_files
-    return [p for p in found if p.suffix.lower() in MEDIA_SUFFIXES and ".preview." not in p.name]
+    media_files = [p for p in found if p.suffix.lower() in MEDIA_SUFFIXES and ".preview." not in p.name]
+    if not accept_stage:
+        return media_files
+    # A stage file stands in for its media; media without one is processed from scratch.
+    stage_files = [p for p in found if formats.stage_of(p) == accept_stage]
+    covered = {formats.output_path(p, None, accept_stage, "x") for p in stage_files}
+    return sorted(stage_files + [p for p in media_files
+                                 if formats.output_path(p, None, accept_stage, "x") not in covered])
 
 
 def is_complete(job: Job) -> bool:
@@ -107,19 +113,11 @@ def is_complete(job: Job) -> bool:
         return False
     try:
         header = formats.read_header(job.output)
-        source = _media_of(job.source)
-        same_source = (header["source"]["size_bytes"], header["source"]["sha256_quick"]) == \
-            (source.stat().st_size, formats.quick_hash(source))
+        same_input = header["input"]["sha256_quick"] == formats.quick_hash(job.source)
         wanted = json.loads(json.dumps(asdict(job.options)))  # as the header stores them
-        return same_source and all(header["settings"].get(k) == v for k, v in wanted.items())
+        return same_input and all(header["settings"].get(k) == v for k, v in wanted.items())
     except (FacecliError, KeyError, OSError):
         return False
-
-
-def _media_of(source: Path) -> Path:
-    if formats.stage_of(source):
-        return Path(formats.read_header(source)["source"]["path"])
-    return source
 
 
 _progress_queue: Any = None
@@ -151,7 +149,8 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None, verbose: bo
         stats = job.run(job.source, job.output, job.options, job.preview, progress or _report_frames)
         result.status, result.frames, result.rows, result.faces = "done", stats.frames, stats.rows, stats.faces
     except FacecliError as exc:
-        result.reason = str(exc)
+        # Name the input even when the error is about another path (an -o folder, a media file).
+        result.reason = str(exc) if str(exc).startswith(str(job.source)) else f"{job.source}: {exc}"
     except MemoryError:
         result.reason = f"{job.source}: out of memory; process it alone or lower FACECLI_MAX_PIXELS"
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
@@ -195,30 +194,45 @@ def _run_pool(jobs: list[Job], workers: int, verbose: bool, record: Callable[[Fi
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    todo = deque(jobs)
+    while todo:
+        suspects = _pool_pass(todo, workers, context, queue, verbose, record, on_frames)
+        # A worker died (out of memory, a native crash): rerun each job that was in flight
+        # alone, so only the one that really kills its worker fails.
+        for job in suspects:
+            if _pool_pass(deque([job]), 1, context, queue, verbose, record, on_frames):
+                record(FileResult(str(job.source), str(job.output), "failed",
+                                  f"{job.source}: the worker processing it died (out of memory or a crash in a "
+                                  "native library); run it alone with -v"))
+
+
+def _pool_pass(todo: deque[Job], workers: int, context: Any, queue: Any, verbose: bool,
+               record: Callable[[FileResult], None], on_frames: Callable[[int], None] | None) -> list[Job]:
+    """Run jobs from ``todo`` on one pool until it is empty or the pool breaks; return the
+    jobs that were in flight when it broke."""
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(queue,)) as pool:
-        pending = {pool.submit(run_job, job, None, verbose): job for job in jobs}
+        running: dict[Any, Job] = {}
         try:
-            _collect(pending, queue, record, on_frames)
+            while todo or running:
+                while todo and len(running) < workers:
+                    job = todo.popleft()
+                    running[pool.submit(run_job, job, None, verbose)] = job
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(queue, on_frames)
+                for future in done:
+                    job = running.pop(future)
+                    try:
+                        record(future.result())
+                    except BrokenProcessPool:
+                        return [job, *running.values()]
         except KeyboardInterrupt:
             for proc in list(pool._processes.values()):  # private, but the only handle on running workers
                 proc.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-
-
-def _collect(pending: dict, queue: Any, record: Callable[[FileResult], None],
-             on_frames: Callable[[int], None] | None) -> None:
-    while pending:
-        done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-        _drain(queue, on_frames)
-        for future in done:
-            job = pending.pop(future)
-            try:
-                record(future.result())
-            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file only
-                record(FileResult(str(job.source), str(job.output), "failed",
-                                  f"{job.source}: worker crashed ({type(exc).__name__}); run it alone with -v"))
-    _drain(queue, on_frames)
+        finally:
+            _drain(queue, on_frames)
+    return []
 
 
 def _drain(queue: Any, on_frames: Callable[[int], None] | None) -> None:

@@ -126,14 +126,21 @@ def quick_hash(path: Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def make_header(stage_format: str, backend: str, settings: dict[str, Any], source: Path, media: Any) -> dict[str, Any]:
-    """The provenance header every stage file carries."""
+def make_header(stage_format: str, backend: str, settings: dict[str, Any], source: Path, media: Any,
+                input_path: Path | None = None) -> dict[str, Any]:
+    """The provenance header every stage file carries.
+
+    ``source`` is the media; ``input_path`` what the stage read, when that was an earlier
+    stage's file (resume compares its hash, so a redone faces file redoes its landmarks).
+    """
+    input_path = input_path or source
     return {
         "format": f"facecli.{stage_format}",
         "format_version": FORMAT_VERSION,
         "facecli_version": __version__,
         "backend": backend,
         "settings": settings,
+        "input": {"path": str(input_path.resolve()), "sha256_quick": quick_hash(input_path)},
         "source": {
             "path": str(source.resolve()),
             "size_bytes": source.stat().st_size,
@@ -263,8 +270,14 @@ def read_header(path: Path) -> dict[str, Any]:
     except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
         raise InputError(f"not a complete facecli stage file ({type(exc).__name__}); re-run the stage that made it",
                          path) from exc
-    if not header.get("complete"):
+    if not isinstance(header, dict) or not header.get("complete"):
         raise InputError("stage file is incomplete; re-run the stage that made it", path)
+    named, kind = stage_of(path), str(header.get("format", "")).removeprefix("facecli.")
+    if kind not in FORMATS or not isinstance(header.get("source"), dict) or "path" not in header["source"] \
+            or not isinstance(header.get("settings"), dict):
+        raise InputError("not a facecli stage file this version reads; re-run the stage that made it", path)
+    if named and named != kind:
+        raise InputError(f"holds {kind} but is named as {named}; rename it to match", path)
     return header
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import os
 import queue
 import re
@@ -25,7 +24,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
-import cv2
 import imageio_ffmpeg
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
@@ -128,8 +126,14 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.3g} MP"
 
 
+# OpenCV (inside MediaPipe too) aborts the whole process on images 32767 px or more on a side.
+MAX_SIDE_PX = 16384
+
+
 def _check_pixels(kind: str, width: int, height: int, path: Path) -> None:
-    """Refuse frames over max_pixels() before anything is decoded."""
+    """Refuse frames over max_pixels() or MAX_SIDE_PX before anything is decoded."""
+    if max(width, height) > MAX_SIDE_PX:
+        raise InputError(f"{kind} is {width}x{height}, over {MAX_SIDE_PX} px on a side; scale it down first", path)
     cap = max_pixels()
     if width * height > cap:
         raise InputError(
@@ -428,20 +432,14 @@ def _read_exact(stream: IO[bytes], buf: memoryview) -> int:
     return got
 
 
-def _pipe_format(width: int, height: int) -> str:
-    """yuv420p when the size allows: half the bytes of rgb24 through the pipe, and OpenCV's
-    conversion to RGB costs less than ffmpeg's (a tenth of the frame time at 720p)."""
-    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "rgb24"
-
-
-def _decode_cmd(path: Path, pix_fmt: str) -> list[str]:
+def _decode_cmd(path: Path) -> list[str]:
     # ffmpeg autorotates by default, so frames come out at probe()'s rotated size.
     # -fps_mode passthrough keeps every decoded frame and its own pts (no dup/drop to a fixed rate).
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats",
         "-i", _ffmpeg_input(path),
         "-map", "0:v:0", "-vf", "showinfo", "-fps_mode", "passthrough",
-        "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip
 
 
@@ -486,8 +484,7 @@ def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
     # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
     # stalls on the stdout pipe until we read it, so it is never far ahead of us.
     log = _DecodeLog(queue.Queue())
-    proc = _start_ffmpeg(_decode_cmd(path, _pipe_format(info.width, info.height)), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = _start_ffmpeg(_decode_cmd(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pump = _StderrPump(proc.stderr, log.on_line)
     pump.start()
     try:
@@ -509,13 +506,15 @@ def _stream_frames(
 ) -> Generator[Frame, None, int]:
     """Yield frames read from ffmpeg's stdout; return how many were decoded in all."""
     width, height = info.width, info.height
-    planar = _pipe_format(width, height) == "yuv420p"
-    raw = np.empty((height * 3 // 2, width) if planar else (height, width, 3), np.uint8)
-    frame_bytes = raw.size
+    # rgb24 from ffmpeg, which honours the stream's colour matrix (BT.709 for HD); OpenCV's
+    # YUV conversion knows only BT.601 and shifted HD colours by up to 18 levels.
+    frame_bytes = width * height * 3
+    scratch = np.empty((height, width, 3), np.uint8)  # reused for frames skipped by stride
     stamps_done = False
     index = 0
     while True:
-        got = _read_exact(stdout, memoryview(raw).cast("B"))
+        image = np.empty_like(scratch) if index % stride == 0 else scratch
+        got = _read_exact(stdout, memoryview(image).cast("B"))
         if got == 0:
             return index
         if got < frame_bytes:
@@ -530,7 +529,6 @@ def _stream_frames(
             )
         if index % stride == 0:
             pts = stamp[0] if stamp and stamp[0] is not None else None
-            image = cv2.cvtColor(raw, cv2.COLOR_YUV2RGB_I420) if planar else raw.copy()
             yield Frame(index, pts if pts is not None else index / (info.fps or 1.0), image)
         index += 1
 
@@ -722,23 +720,3 @@ class VideoWriter:
         else:
             self._abort(exc)
 
-
-# --------------------------------------------------------------------------- hashing
-
-
-def file_sha256(path: str | Path, limit_bytes: int | None = None) -> str:
-    """Hex SHA-256 of the file's content (only its first ``limit_bytes`` when given), read in 1 MiB chunks."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    remaining = limit_bytes if limit_bytes is not None else float("inf")
-    try:
-        with path.open("rb") as fh:
-            while remaining > 0:
-                chunk = fh.read(int(min(1 << 20, remaining)))
-                if not chunk:
-                    break
-                digest.update(chunk)
-                remaining -= len(chunk)
-    except OSError as exc:
-        raise InputError(f"cannot read it ({exc.strerror}); check the path and permissions", path) from exc
-    return digest.hexdigest()

@@ -33,15 +33,14 @@ class ShotCutDetector:
 
     def update(self, image_rgb: np.ndarray) -> bool:
         """Feed the next frame; True when it starts a new shot (the first frame always does)."""
-        h, w = image_rgb.shape[:2]
-        size = (64, max(1, round(64 * h / w)))
+        size = (64, 64)  # fixed: a thumbnail that follows the aspect ratio grew without bound
         # Point-sample to twice the size, then average: an area resize of a full frame costs more than the mesh.
         coarse = cv2.resize(image_rgb, (2 * size[0], 2 * size[1]), interpolation=cv2.INTER_NEAREST)
         thumb = cv2.resize(coarse, size, interpolation=cv2.INTER_AREA)
         grey = thumb.max(axis=2).astype(np.float32)  # HSV's value channel
         self.blank = float(grey.max() - grey.min()) < BLANK_CONTRAST
         prev, prev_grey = self._prev_thumb, self._prev_grey
-        if prev is None or prev.shape != thumb.shape:  # a new size is a new shot
+        if prev is None:
             is_cut = True
         else:
             pixel_change = float(np.abs(grey - prev_grey).mean())

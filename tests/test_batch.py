@@ -51,7 +51,10 @@ def test_expand_inputs_folders_globs_and_stage_files(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.mp4", "b.png"]
     assert [p.name for p in expand_inputs([str(tmp_path)], recursive=True, glob="*.mp4")] == ["a.mp4", "c.mp4"]
-    assert [p.name for p in expand_inputs([str(tmp_path)], accept_stage="faces")] == ["a.faces.parquet"]
+    # a.mp4 is covered by its faces file; b.png has none and is processed from the image
+    assert [p.name for p in expand_inputs([str(tmp_path)], accept_stage="faces")] == ["a.faces.parquet", "b.png"]
+    spelled_twice = [str(tmp_path / "a.mp4"), str(tmp_path / "sub" / ".." / "a.mp4")]
+    assert len(expand_inputs(spelled_twice)) == 1
     assert [p.name for p in expand_inputs([str(tmp_path / "missing.mp4")])] == ["missing.mp4"]
 
 
@@ -60,3 +63,26 @@ def test_workers_must_be_positive(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError):
         run_batch([], workers=0)
+
+
+def _crash_on_bad(source: Path, output: Path, options, preview, progress):
+    """A stage that kills its own worker for files named 'crash*', like the OOM killer would."""
+    import os
+    import signal
+
+    if source.name.startswith("crash"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return detect_file(source, output, options, preview, progress)
+
+
+def test_a_dying_worker_fails_only_its_own_file(tmp_path: Path) -> None:
+    sources = [_square_image(tmp_path / f"img{i}.png", 10 + 10 * i) for i in range(4)]
+    crash = _square_image(tmp_path / "crash.png", 50)
+    options = DetectOptions(backend="fake")
+    jobs = [Job(s, tmp_path / "out" / f"{s.stem}.faces.parquet", None, _crash_on_bad, options)
+            for s in [sources[0], crash, *sources[1:]]]
+    summary = run_batch(jobs, workers=2)
+    status = {Path(r.input).name: r.status for r in summary.results}
+    assert status == {"img0.png": "done", "crash.png": "failed", "img1.png": "done", "img2.png": "done",
+                      "img3.png": "done"}
+    assert "died" in next(r.reason for r in summary.results if r.status == "failed")

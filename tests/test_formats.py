@@ -29,7 +29,7 @@ def _faces(n: int) -> Faces:
                  score=rng.random(n), box_xywh=rng.random((n, 4)) * 100, keypoints_6=rng.random((n, 6, 2)) * 100)
 
 
-HEADER = {"format": "facecli.landmarks", "source": {"path": "/x.mp4"}}
+HEADER = {"format": "facecli.landmarks", "source": {"path": "/x.mp4"}, "settings": {}}
 
 
 def _write(rows, path: Path, stage: str) -> None:
@@ -110,6 +110,14 @@ def test_files_without_a_complete_header_are_rejected(tmp_path: Path) -> None:
     for path in (csv_without_sidecar, foreign, tmp_path / "missing.faces.parquet"):
         with pytest.raises(facecli.InputError, match=path.name):
             formats.read_header(path)
+
+
+def test_a_stage_file_under_the_wrong_name_is_an_input_error(tmp_path: Path) -> None:
+    landmarks = tmp_path / "clip.landmarks.parquet"
+    _write(_landmarks(2), landmarks, "landmarks")
+    renamed = landmarks.rename(tmp_path / "clip.faces.parquet")
+    with pytest.raises(facecli.InputError, match="holds landmarks but is named as faces"):
+        facecli.read_table(renamed)
 
 
 def _tiny_parquet(folder: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -358,16 +357,15 @@ def test_video_writer_ffmpeg_failure_is_output_error(tmp_path):
 # --------------------------------------------------------------------------- small helpers
 
 
-def test_file_sha256_streams_and_limits(tmp_path):
-    data = np.random.default_rng(0).integers(0, 256, 2_500_000, np.uint8).tobytes()  # > 2 chunks
-    path = tmp_path / "blob.bin"
-    path.write_bytes(data)
-    assert media.file_sha256(path) == hashlib.sha256(data).hexdigest()
-    assert media.file_sha256(path, limit_bytes=1_500_000) == hashlib.sha256(data[:1_500_000]).hexdigest()
-    with pytest.raises(InputError):
-        media.file_sha256(tmp_path / "missing.bin")
-
-
 def test_is_image_path():
     assert media.is_image_path("a/B.JPG") and media.is_image_path(Path("x.tiff"))
     assert not media.is_image_path("clip.mp4") and not media.is_image_path("noext")
+
+
+def test_images_too_long_on_a_side_are_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    panorama = tmp_path / "pano.png"
+    Image.new("RGB", (media.MAX_SIDE_PX + 1, 8)).save(panorama)
+    with pytest.raises(InputError, match="on a side"):
+        media.probe(panorama)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -40,8 +41,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (timeout, schedulers) cleans up exactly like Ctrl-C
+
+
 def main() -> None:
     """Console entry point: facecli errors become one line, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except FacecliError as exc:

@@ -13,8 +13,9 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from .. import formats, media
+from .. import backends, formats, media
 from ..atomic import atomic_output
 from ..batch import BatchSummary, FileResult, Job, expand_inputs, run_batch
 from ..errors import UsageError
@@ -71,7 +72,8 @@ def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read config ({exc}); give a YAML file of option: value lines", path) from exc
+        detail = " ".join(str(exc).split())  # YAML errors span lines: one error, one line
+        raise UsageError(f"cannot read config ({detail}); give a YAML file of option: value lines", path) from exc
     if not isinstance(loaded, dict):
         raise UsageError("config must be a mapping of option: value", path)
     params = {p.name: p for p in ctx.command.params}
@@ -92,6 +94,13 @@ def _convert(param: Any, value: Any, ctx: typer.Context, config: Path) -> Any:
         raise UsageError(f"bad value for {param.name!r}: {exc}", config) from exc
 
 
+def check_backends(**stage_names: str) -> None:
+    """UsageError for a backend the CLI does not offer (test doubles are Python-only)."""
+    for stage, name in stage_names.items():
+        if name not in backends.names(stage):
+            raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(backends.names(stage))}")
+
+
 def batch_options(values: dict[str, Any]) -> BatchOptions:
     return BatchOptions(**{k: values[k] for k in BatchOptions.__dataclass_fields__})
 
@@ -101,6 +110,8 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
         return None
     suffix = ".png" if media.is_image_path(media_path) else ".mp4"
     if single and opts.preview.suffix.lower() in {".png", ".mp4"}:
+        if opts.preview.suffix.lower() != suffix:
+            raise UsageError(f"a preview of {source.name} is a {suffix} file, not {opts.preview.suffix}", opts.preview)
         return opts.preview
     stem = formats.output_path(source, None, stage, "x").name.removesuffix(".x")
     return opts.preview / f"{stem}.preview{suffix}"
@@ -118,11 +129,24 @@ def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Ca
         except OSError as exc:
             raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", opts.output) from exc
     single = len(sources) == 1
-    return [
+    jobs = [
         Job(src, formats.output_path(src, opts.output, stage, opts.format.value),
             preview_path(opts, src, _safe_media(media_of, src), stage, single), run, options)
         for src in sources
     ]
+    _refuse_collisions(jobs)
+    return jobs
+
+
+def _refuse_collisions(jobs: list[Job]) -> None:
+    """Two inputs must never write one output (a/face.png and b/face.png into one -o folder)."""
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        for target in filter(None, (job.output, job.preview)):
+            other = seen.setdefault(target.resolve(), job.source)
+            if other != job.source:
+                raise UsageError(f"{other} and {job.source} would both write {target}; rename one, "
+                                 "or process them into different -o folders")
 
 
 def _safe_media(media_of: Callable[[Path], Path], source: Path) -> Path:
@@ -147,11 +171,11 @@ def execute(opts: BatchOptions, jobs: list[Job]) -> None:
             if r.status == "failed":
                 console.print(f"failed: {r.reason}", markup=False, highlight=False)
     report = summary.as_dict()
+    if opts.json:
+        typer.echo(json.dumps(report))
     if opts.report:
         with atomic_output(opts.report) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
-    if opts.json:
-        typer.echo(json.dumps(report))
     raise typer.Exit(summary.exit_code)
 
 
@@ -178,6 +202,6 @@ def _print_summary(summary: BatchSummary) -> None:
         table.add_column(column, overflow="fold")
     style = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in summary.results:
-        table.add_row(Path(r.input).name, f"[{style[r.status]}]{r.status}[/]", str(r.frames), str(r.faces),
-                      f"{r.seconds:.1f}", r.reason if r.status != "done" else str(r.output))
+        table.add_row(Text(Path(r.input).name), Text(r.status, style=style[r.status]), str(r.frames), str(r.faces),
+                      f"{r.seconds:.1f}", Text(r.reason if r.status != "done" else str(r.output)))
     console.print(table)

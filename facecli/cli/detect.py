@@ -24,7 +24,7 @@ def detect(
         "(default: 40 for images; for videos 5% of the long side, at least 40).")] = None,
     max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
-    min_track: Annotated[int, typer.Option(min=1, help="Video: drop faces seen in fewer processed frames "
+    min_track: Annotated[int, typer.Option(min=1, max=10, help="Video: drop faces seen in fewer processed frames "
                                            "(1 keeps every detection).")] = 2,
     recursive: common.Recursive = False,
     glob: common.Glob = None,
@@ -39,6 +39,7 @@ def detect(
     """Find faces in images and videos and track them across frames -> <stem>.faces.parquet."""
     values = common.apply_config(ctx, dict(locals()))
     opts = common.batch_options(values)
+    common.check_backends(detect=values["backend"])
     stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],
                                max_faces=values["max_faces"], every=values["every"],
                                min_track=values["min_track"])

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .. import __version__, backends, media
 from .common import console
+from .planned import PLANNED
 
 
 def doctor() -> None:
@@ -23,7 +24,7 @@ def doctor() -> None:
         if row.name == "fake":
             continue  # the test double is not for users
         table.add_row(row.stage, row.name, "[green]yes[/]" if row.usable else "[red]no[/]", row.detail, row.weights)
-    for stage in ("stabilize", "reconstruct", "classify", "animate", "reenact"):
+    for stage in PLANNED:
         table.add_row(stage, "-", "[yellow]not yet[/]", "not implemented yet", "-")
     console.print(table)
     try:

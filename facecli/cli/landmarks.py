@@ -29,7 +29,8 @@ def landmarks(
     smooth: Annotated[bool, typer.Option(help="One Euro filter on every point (see docs/formats.md).")] = False,
     smooth_min_cutoff: Annotated[float, typer.Option(min=0.001, help="One Euro cut-off at rest, Hz.")] = 1.0,
     smooth_beta: Annotated[float, typer.Option(min=0.0, help="One Euro speed coefficient, 1/px: the cut-off rises by this many Hz per px/s of motion.")] = 0.05,
-    focal: Annotated[Optional[float], typer.Option(help="Camera focal length, px (default: max(width, height)).", show_default=False)] = None,
+    focal: Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
+                                                   help="Camera focal length, px (default: max(width, height)).")] = None,
     recursive: common.Recursive = False,
     glob: common.Glob = None,
     workers: common.Workers = 1,
@@ -46,6 +47,7 @@ def landmarks(
     """
     values = common.apply_config(ctx, dict(locals()))
     opts = common.batch_options(values)
+    common.check_backends(landmarks=values["backend"], detect=values["detector"])
     stage_opts = LandmarkOptions(
         backend=values["backend"],
         detect=DetectOptions(backend=values["detector"], min_score=values["min_score"],

@@ -30,24 +30,31 @@ class FileStats:
 
 
 class PreviewSink:
-    """Collects drawn frames: a PNG for an image, an MP4 (with the source's audio) for a video."""
+    """Collects drawn frames: a PNG for an image, an MP4 (with the source's audio) for a video.
 
-    def __init__(self, path: Path, info: media.MediaInfo):
-        self.path, self.info = Path(path), info
+    ``frame_step``: one frame drawn per this many source frames (detect's ``--every``), so the
+    preview keeps real time and its audio stays in sync. Nothing appears until :meth:`close`.
+    """
+
+    def __init__(self, path: Path, info: media.MediaInfo, frame_step: int = 1):
+        self.path, self.info, self.frame_step = Path(path), info, frame_step
         self._writer: media.VideoWriter | None = None
+        self._still: np.ndarray | None = None
 
     def add(self, drawn_rgb: np.ndarray) -> None:
         if self.info.kind == "image":
-            media.write_image(self.path, drawn_rgb)
+            self._still = drawn_rgb
             return
         if self._writer is None:
             h, w = drawn_rgb.shape[:2]
             audio = self.info.path if self.info.has_audio else None
-            self._writer = media.VideoWriter(self.path, w, h, self.info.fps or 25.0, audio_from=audio)
-            self._writer.__enter__()
+            fps = (self.info.fps or 25.0) / self.frame_step
+            self._writer = media.VideoWriter(self.path, w, h, fps, audio_from=audio)
         self._writer.write(drawn_rgb)
 
     def close(self, error: BaseException | None = None) -> None:
+        if error is None and self._still is not None:
+            media.write_image(self.path, self._still)
         if self._writer is not None:
             self._writer.__exit__(type(error) if error else None, error, None)
 
@@ -64,11 +71,13 @@ def run_to_file(
     preview: Path | None,
     draw: Callable[[np.ndarray, Any], np.ndarray],
     progress: ProgressCallback | None = None,
+    input_path: Path | None = None,
+    frame_step: int = 1,
 ) -> FileStats:
     """Stream a stage's (frame, rows) pairs into ``output`` (and ``preview``), atomically."""
     stats, ids, pending = FileStats(), set(), []
-    sink = PreviewSink(preview, info) if preview else None
-    writer = TableWriter(output, stage_format, make_header(stage_format, backend, settings, source, info))
+    sink = PreviewSink(preview, info, frame_step) if preview else None
+    writer = TableWriter(output, stage_format, make_header(stage_format, backend, settings, source, info, input_path))
     try:
         for frame, frame_rows in rows:
             stats.frames += 1
@@ -86,13 +95,14 @@ def run_to_file(
         if not ids:
             raise NoFaceFound(f"no face found in {stats.frames} frame(s); check the file, or lower "
                               "--min-score / --min-size", source)
+        if sink:  # the preview first: a complete table must not stand without its preview
+            sink.close()
+            sink = None
         writer.close(frames_processed=stats.frames, face_ids=len(ids))
     except BaseException as exc:
         writer.abort(exc)
         if sink:
             sink.close(exc)
         raise
-    if sink:
-        sink.close()
     stats.rows, stats.faces = writer.rows, len(ids)
     return stats

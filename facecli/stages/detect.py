@@ -19,6 +19,7 @@ from .common import FileStats, ProgressCallback, run_to_file
 
 
 MIN_FACE_PX = 40.0
+MAX_MIN_TRACK = 10  # frames held back for confirmation stay few: memory stays bounded
 VIDEO_MIN_FACE_SHARE = 0.05
 
 
@@ -34,10 +35,10 @@ class DetectOptions:
     min_track: int = 2  # video: drop tracks seen in fewer processed frames (1 keeps every detection)
 
     def __post_init__(self) -> None:
-        if min(self.every, self.min_track) < 1 or (self.min_size or 1) <= 0 or not 0 <= self.min_score <= 1 \
-                or self.max_faces < 0:
-            raise UsageError("need --every >= 1, --min-track >= 1, --min-size > 0, 0 <= --min-score <= 1, "
-                             "--max-faces >= 0")
+        if min(self.every, self.min_track) < 1 or self.min_track > MAX_MIN_TRACK or (self.min_size or 1) <= 0 \
+                or not 0 <= self.min_score <= 1 or self.max_faces < 0:
+            raise UsageError(f"need --every >= 1, 1 <= --min-track <= {MAX_MIN_TRACK}, --min-size > 0, "
+                             "0 <= --min-score <= 1, --max-faces >= 0")
         backends.check_name("detect", self.backend)
 
     def min_size_for(self, info: media.MediaInfo) -> float:
@@ -72,6 +73,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     min_track = options.min_track if info.kind == "video" else 1
     held: deque[tuple[media.Frame, Faces]] = deque()
     hits: Counter[int] = Counter()
+    processed = 0
     for frame in media.iter_frames(path, info):
         if cuts.update(frame.image):
             tracker.new_shot()
@@ -81,8 +83,11 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
         faces = faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
         hits.update(faces.face_id.tolist())
         held.append((frame, faces))
+        processed += 1
         if len(held) >= min_track:
             yield _confirmed(*held.popleft(), hits, min_track)
+    if processed < min_track:  # a clip shorter than that (a GIF, a one-frame video) keeps all it found
+        min_track = 1
     while held:
         yield _confirmed(*held.popleft(), hits, min_track)
 
@@ -109,5 +114,5 @@ def detect_file(source: Path, output: Path, options: DetectOptions, preview: Pat
     return run_to_file(
         iter_detect(source, options, detector, info), stage_format="faces", source=source, info=info,
         output=output, backend=options.backend, settings={**asdict(options), "detector": detector.settings()},
-        preview=preview, draw=draw_faces, progress=progress,
+        preview=preview, draw=draw_faces, progress=progress, frame_step=options.every,
     )

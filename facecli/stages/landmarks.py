@@ -50,8 +50,9 @@ class LandmarkOptions:
     focal_px: float | None = None  # camera focal length; default max(width, height)
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise UsageError("--detect-every must be >= 1")
+        if self.detect_every < 1 or (self.focal_px is not None and self.focal_px <= 0) \
+                or self.smooth_min_cutoff <= 0 or self.smooth_beta < 0:
+            raise UsageError("need --detect-every >= 1, --focal > 0, --smooth-min-cutoff > 0, --smooth-beta >= 0")
         backends.check_name("landmarks", self.backend)
 
 
@@ -169,7 +170,7 @@ class FaceMeshTracker:
             if isinstance(self.detections, _LiveDetections):
                 self.detections.image = frame.image
             # A blank frame is searched for free: the same in the live and the file path.
-            dets = FrameDetections.empty() if self.cuts.blank else self.detections.at(frame.index)
+            dets = FrameDetections.empty() if self.video and self.cuts.blank else self.detections.at(frame.index)
             if dets is not None:
                 self.last_scan = frame.index
                 self._start(frame.image, dets, fitted)
@@ -250,23 +251,35 @@ def landmarks_rows(frame: media.Frame, shot: int, faces: list[tuple[int, np.ndar
 
 
 def resolve_source(path: Path) -> tuple[Path, Path | None]:
-    """(media path, faces file or None): a faces file points at its media through its header."""
+    """(media path, faces file or None): a faces file points at its media through its header.
+
+    The media must be the one detect saw (same quick hash). If it moved together with the
+    faces file, it is found beside it under its old name.
+    """
     if formats.stage_of(path) != "faces":
         return path, None
-    media_path = Path(formats.read_header(path)["source"]["path"])
-    if not media_path.exists():
-        raise InputError(f"its source media {media_path} is gone; move it back or re-run detect", path)
-    return media_path, path
+    recorded = formats.read_header(path)["source"]
+    for candidate in (Path(recorded["path"]), path.parent / Path(recorded["path"]).name):
+        if candidate.is_file():
+            if formats.quick_hash(candidate) != recorded.get("sha256_quick"):
+                raise InputError(f"its media {candidate} changed since detect ran; re-run detect", path)
+            return candidate, path
+    raise InputError(f"its source media {recorded['path']} is gone; move it back or re-run detect", path)
 
 
 def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None,
                    detector: Detector | None = None) -> Iterator[tuple[media.Frame, Landmarks]]:
     """Per frame: the frame and its landmark rows. ``path``: media or a faces file."""
     media_path, faces_file = resolve_source(Path(path))
-    info = media.probe(media_path)
+    return _iter_resolved(media_path, faces_file, media.probe(media_path), options, model, detector)
+
+
+def _iter_resolved(media_path: Path, faces_file: Path | None, info: media.MediaInfo, options: LandmarkOptions,
+                   model: Any, detector: Detector | None) -> Iterator[tuple[media.Frame, Landmarks]]:
     model = model or backends.create("landmarks", options.backend)
     if faces_file:
-        detections: Any = _FileDetections(faces_file, int(formats.read_header(faces_file)["settings"].get("every", 1)))
+        every = int(formats.read_header(faces_file)["settings"].get("every", 1))
+        detections: Any = _FileDetections(faces_file, every)
     else:
         detections = _LiveDetections(detector or options.detect.create_detector(info))
     tracker = FaceMeshTracker(model, detections, options, video=info.kind == "video")
@@ -304,7 +317,8 @@ def landmarks_file(source: Path, output: Path, options: LandmarkOptions, preview
     detector = None if faces_file else options.detect.create_detector(info)
     used = detector.settings() if detector else {"faces_file": str(faces_file.resolve())}
     return run_to_file(
-        iter_landmarks(source, options, model, detector), stage_format="landmarks", source=media_path, info=info,
-        output=output, backend=options.backend, settings={**asdict(options), "model": model.settings(), "detector": used},
-        preview=preview, draw=draw_landmarks, progress=progress,
+        _iter_resolved(media_path, faces_file, info, options, model, detector), stage_format="landmarks",
+        source=media_path, info=info, output=output, backend=options.backend,
+        settings={**asdict(options), "model": model.settings(), "detector": used},
+        preview=preview, draw=draw_landmarks, progress=progress, input_path=source,
     )

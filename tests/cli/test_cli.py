@@ -151,3 +151,56 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     result = run("detect", str(ASTRONAUT), "-o", str(blocker / "sub"))
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert str(blocker) in result.stderr
+
+
+def test_two_inputs_never_write_one_output(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(ASTRONAUT, tmp_path / folder / "face.png")
+    result = run("detect", str(tmp_path / "a" / "face.png"), str(tmp_path / "b" / "face.png"), "-o", str(tmp_path))
+    assert result.returncode == 2 and "would both write" in result.stderr
+    assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_names_with_markup_characters_are_shown_as_they_are(tmp_path: Path) -> None:
+    (tmp_path / "take[").mkdir()
+    odd = tmp_path / "take[" / "bad] [draft].png"  # the path reads "take[/bad] [draft].png": a closing tag
+    odd.write_text("not an image")
+    result = run("detect", str(odd), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "r.json"))
+    assert result.returncode == 1 and "internal error" not in result.stderr
+    assert "take[/bad] [draft].png: not an image" in result.stderr and (tmp_path / "r.json").exists()
+
+
+def test_landmarks_refuse_a_faces_file_whose_media_changed(tmp_path: Path) -> None:
+    image = tmp_path / "img.png"
+    shutil.copy(ASTRONAUT, image)
+    assert run("detect", str(image), "-q").returncode == 0
+    Image.open(ASTRONAUT).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    result = run("landmarks", str(tmp_path / "img.faces.parquet"), "-q")
+    assert result.returncode == 1 and "changed since detect" in result.stderr
+
+
+def test_a_redone_faces_file_redoes_its_landmarks(tmp_path: Path) -> None:
+    image = tmp_path / "img.png"
+    shutil.copy(ASTRONAUT, image)
+    run("detect", str(image), "-q")
+    first = json.loads(run("landmarks", str(tmp_path / "img.faces.parquet"), "--json").stdout)
+    run("detect", str(image), "-q", "--min-score", "0.6")
+    second = json.loads(run("landmarks", str(tmp_path / "img.faces.parquet"), "--json").stdout)
+    assert (first["done"], second["done"]) == (1, 1)
+
+
+def test_video_preview_with_every_keeps_real_time(tmp_path: Path) -> None:
+    from facecli.media import probe
+
+    preview = tmp_path / "p.mp4"
+    assert run("detect", str(MEGAMIND), "--every", "10", "-o", str(tmp_path), "--preview", str(preview),
+               "-q").returncode == 0
+    info = probe(preview)
+    assert info.duration_s == pytest.approx(probe(MEGAMIND).duration_s, abs=0.5) and info.has_audio
+    mismatch = run("detect", str(ASTRONAUT), "-o", str(tmp_path), "--preview", str(tmp_path / "x.mp4"))
+    assert mismatch.returncode == 2 and "png" in mismatch.stderr
+
+
+def test_bad_focal_is_a_usage_error() -> None:
+    assert run("landmarks", str(ASTRONAUT), "--focal", "-500").returncode == 2

@@ -75,6 +75,14 @@ def test_one_frame_detections_are_dropped_in_videos(tmp_path) -> None:
     assert 5 in facecli.detect(clip, min_track=1).frame_index
 
 
+def test_a_one_frame_video_keeps_its_face(tmp_path) -> None:
+    gif = tmp_path / "still.gif"
+    from PIL import Image
+
+    Image.open(ASTRONAUT).convert("RGB").save(gif)
+    assert len(facecli.detect(gif)) == 1, "fewer frames than --min-track: nothing to confirm against"
+
+
 def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
