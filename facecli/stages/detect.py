@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backends, media
+from .. import backends, formats, media
 from ..backends import Detector, FrameDetections
 from ..errors import UsageError
 from ..render import draw_faces
@@ -99,11 +99,16 @@ def _confirmed(frame: media.Frame, faces: Faces, hits: Counter[int], min_track: 
 
 def detect(path: str | Path, **options: object) -> Faces:
     """Faces in an image or video, tracked across frames. Options: see :class:`DetectOptions`."""
-    opts = DetectOptions(**options)
+    opts, path = DetectOptions(**options), Path(path)
     info = media.probe(path)
     detector = opts.create_detector(info)
-    header = {"backend": opts.backend, "settings": detector.settings(), "source": {"path": str(path)}}
-    return Faces.concat([rows for _, rows in iter_detect(Path(path), opts, detector, info)], header=header)
+    header = formats.make_header("faces", opts.backend, _settings(opts, detector), path, info)
+    return Faces.concat([rows for _, rows in iter_detect(path, opts, detector, info)], header=header)
+
+
+def _settings(options: DetectOptions, detector: Detector) -> dict[str, object]:
+    """What a header records: the options as given and the detector's resolved settings."""
+    return {**asdict(options), "detector": detector.settings()}
 
 
 def detect_file(source: Path, output: Path, options: DetectOptions, preview: Path | None = None,
@@ -113,6 +118,6 @@ def detect_file(source: Path, output: Path, options: DetectOptions, preview: Pat
     detector = options.create_detector(info)
     return run_to_file(
         iter_detect(source, options, detector, info), stage_format="faces", source=source, info=info,
-        output=output, backend=options.backend, settings={**asdict(options), "detector": detector.settings()},
+        output=output, backend=options.backend, settings=_settings(options, detector),
         preview=preview, draw=draw_faces, progress=progress, frame_step=options.every,
     )

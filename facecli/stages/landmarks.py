@@ -295,8 +295,26 @@ def _iter_resolved(media_path: Path, faces_file: Path | None, info: media.MediaI
 def landmarks(path: str | Path, **options: Any) -> Landmarks:
     """Landmarks and head pose for every face in an image, a video or a faces file."""
     opts = _options(options)
-    parts = [rows for _, rows in iter_landmarks(Path(path), opts)]
-    return Landmarks.concat(parts, header={"backend": opts.backend, "settings": asdict(opts)})
+    media_path, faces_file, info, model, detector = _prepare(Path(path), opts)
+    header = formats.make_header("landmarks", opts.backend, _settings(opts, model, detector, faces_file),
+                                 media_path, info, Path(path))
+    parts = [rows for _, rows in _iter_resolved(media_path, faces_file, info, opts, model, detector)]
+    return Landmarks.concat(parts, header=header)
+
+
+def _prepare(source: Path, options: LandmarkOptions) -> tuple[Path, Path | None, media.MediaInfo, Any, Detector | None]:
+    """Media path, faces file, media info, landmark model and (without a faces file) detector."""
+    media_path, faces_file = resolve_source(source)
+    info = media.probe(media_path)
+    model = backends.create("landmarks", options.backend)
+    return media_path, faces_file, info, model, None if faces_file else options.detect.create_detector(info)
+
+
+def _settings(options: LandmarkOptions, model: Any, detector: Detector | None,
+              faces_file: Path | None) -> dict[str, Any]:
+    """What a header records: the options as given and what the backends resolved them to."""
+    used = detector.settings() if detector else {"faces_file": str(faces_file.resolve())}
+    return {**asdict(options), "model": model.settings(), "detector": used}
 
 
 def _options(options: dict[str, Any]) -> LandmarkOptions:
@@ -311,14 +329,10 @@ def _options(options: dict[str, Any]) -> LandmarkOptions:
 def landmarks_file(source: Path, output: Path, options: LandmarkOptions, preview: Path | None = None,
                    progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: media or a faces file to a landmarks file at ``output``."""
-    media_path, faces_file = resolve_source(source)
-    info = media.probe(media_path)
-    model = backends.create("landmarks", options.backend)
-    detector = None if faces_file else options.detect.create_detector(info)
-    used = detector.settings() if detector else {"faces_file": str(faces_file.resolve())}
+    media_path, faces_file, info, model, detector = _prepare(source, options)
     return run_to_file(
         _iter_resolved(media_path, faces_file, info, options, model, detector), stage_format="landmarks",
         source=media_path, info=info, output=output, backend=options.backend,
-        settings={**asdict(options), "model": model.settings(), "detector": used},
+        settings=_settings(options, model, detector, faces_file),
         preview=preview, draw=draw_landmarks, progress=progress, input_path=source,
     )
