@@ -9,6 +9,7 @@ saying what to do; every unwritable output raises ``OutputError``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import queue
@@ -480,18 +481,15 @@ def _start_ffmpeg(cmd: list[str], **pipes: int) -> subprocess.Popen:
     return proc
 
 
-def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
-    # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
-    # stalls on the stdout pipe until we read it, so it is never far ahead of us.
-    log = _DecodeLog(queue.Queue())
-    proc = _start_ffmpeg(_decode_cmd(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pump = _StderrPump(proc.stderr, log.on_line)
+@contextlib.contextmanager
+def ffmpeg_output(cmd: list[str], on_line: Callable[[str], bool] | None = None,
+                  ) -> Iterator[tuple[subprocess.Popen, _StderrPump]]:
+    """Run ffmpeg with its output on a pipe and its stderr drained; always stop and reap it."""
+    proc = _start_ffmpeg(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pump = _StderrPump(proc.stderr, on_line)
     pump.start()
     try:
-        decoded = yield from _stream_frames(proc.stdout, log, info, stride, path)
-        proc.wait()
-        pump.join()
-        _check_decode_end(path, info, log, pump.tail, proc.returncode, decoded)
+        yield proc, pump
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -499,6 +497,17 @@ def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
         proc.stdout.close()
         pump.join()
         proc.stderr.close()
+
+
+def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
+    # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
+    # stalls on the stdout pipe until we read it, so it is never far ahead of us.
+    log = _DecodeLog(queue.Queue())
+    with ffmpeg_output(_decode_cmd(path), log.on_line) as (proc, pump):
+        decoded = yield from _stream_frames(proc.stdout, log, info, stride, path)
+        proc.wait()
+        pump.join()
+        _check_decode_end(path, info, log, pump.tail, proc.returncode, decoded)
 
 
 def _stream_frames(

@@ -1,0 +1,219 @@
+"""Speech analysis on real LibriVox clips (16 kHz mono, public domain) and synthetic audio."""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facecli.errors import InputError
+from facecli.media import ffmpeg_exe
+from facecli.speech import SAMPLE_RATE_HZ, SpeechAnalysis, analyse_speech, load_audio, pitch_yin
+
+SPEECH = Path(__file__).parent / "data" / "speech"
+CLIP_0870 = SPEECH / "sense_and_sensibility_01_austen_64kb-0870.wav"
+CLIP_0880 = SPEECH / "sense_and_sensibility_01_austen_64kb-0880.wav"
+TEXT_0870 = (
+    "and mister john dashwood had then leisure to consider how much there might be prudently in his power to do for them"
+)
+TEXT_0880 = "he was not an ill disposed young man"
+
+
+def wav_duration_s(path: Path) -> float:
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE_HZ) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def assert_tiles(analysis: SpeechAnalysis) -> None:
+    """Phones cover [0, duration] without gaps or overlaps."""
+    phones = analysis.phones
+    assert phones[0].start_s == 0.0
+    assert phones[-1].end_s == pytest.approx(analysis.duration_s)
+    for a, b in zip(phones, phones[1:]):
+        assert a.end_s == b.start_s
+    assert all(p.end_s > p.start_s for p in phones)
+
+
+def pronunciations(word: str) -> list[list[str]]:
+    """Every pronunciation of ``word`` in the dictionary pocketsphinx ships (word, word(2), ...)."""
+    import pocketsphinx
+
+    found = []
+    with open(Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict", encoding="utf-8") as f:
+        for line in f:
+            head, *phones = line.split()
+            if head == word or (head.startswith(word + "(") and head.endswith(")")):
+                found.append(phones)
+    return found
+
+
+def dictionary_phones(words: str) -> list[str]:
+    """The first pronunciation of each word, concatenated."""
+    return [ph for w in words.split() for ph in pronunciations(w)[0]]
+
+
+@pytest.fixture(scope="module")
+def aligned_0880() -> SpeechAnalysis:
+    return analyse_speech(CLIP_0880, transcript="He was not an ill-disposed young man.")
+
+
+@pytest.fixture(scope="module")
+def recognised_0880() -> SpeechAnalysis:
+    return analyse_speech(CLIP_0880)
+
+
+# --------------------------------------------------------------------------- load_audio
+
+
+def test_load_wav_rate_and_duration():
+    samples, rate = load_audio(CLIP_0880)
+    assert rate == 16000
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert len(samples) / rate == pytest.approx(wav_duration_s(CLIP_0880), abs=1e-3)
+    assert -1.0 <= samples.min() and samples.max() < 1.0
+    assert np.abs(samples).max() > 0.05  # real speech, not silence
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp3", "libmp3lame"), (".m4a", "aac")])
+def test_load_compressed(tmp_path, suffix, codec):
+    out = tmp_path / f"clip{suffix}"
+    ffmpeg("-i", str(CLIP_0880), "-c:a", codec, "-b:a", "64k", str(out))
+    samples, rate = load_audio(out)
+    assert rate == 16000
+    # Encoder priming/padding adds at most a few tens of ms.
+    assert len(samples) / rate == pytest.approx(wav_duration_s(CLIP_0880), abs=0.08)
+
+
+def test_load_stereo_44k_comes_back_mono_16k(tmp_path):
+    out = tmp_path / "stereo.wav"
+    ffmpeg("-i", str(CLIP_0880), "-ac", "2", "-ar", "44100", str(out))
+    with wave.open(str(out)) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 44100)
+    samples, rate = load_audio(out)
+    assert rate == 16000 and samples.ndim == 1
+    assert len(samples) / rate == pytest.approx(wav_duration_s(CLIP_0880), abs=0.01)
+    mono, _ = load_audio(CLIP_0880)
+    n = min(len(mono), len(samples))
+    assert np.corrcoef(mono[:n], samples[:n])[0, 1] > 0.95  # the same sound, not just the same length
+
+
+def test_load_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.wav"
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n" * 50)
+    for path in (missing, empty, text):
+        with pytest.raises(InputError) as err:
+            load_audio(path)
+        assert str(path) in str(err.value)
+
+
+def test_video_without_audio_is_an_input_error(tmp_path):
+    video = tmp_path / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))
+    with pytest.raises(InputError, match="no audio stream") as err:
+        load_audio(video)
+    assert str(video) in str(err.value)
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def test_forced_alignment_words_and_phones(aligned_0880):
+    a = aligned_0880
+    assert [w.text for w in a.words] == TEXT_0880.split()
+    starts = [w.start_s for w in a.words]
+    assert starts == sorted(starts)
+    for w, nxt in zip(a.words, a.words[1:]):
+        assert w.start_s < w.end_s <= nxt.start_s
+    assert 0.0 <= a.words[0].start_s and a.words[-1].end_s <= a.duration_s
+    assert_tiles(a)
+    # Each word's phones (inside its span) are its dictionary pronunciation.
+    for w in a.words:
+        inside = [p.label for p in a.phones if w.start_s <= p.start_s and p.end_s <= w.end_s]
+        assert inside in pronunciations(w.text), (w.text, inside)
+    man = next(w for w in a.words if w.text == "man")
+    assert [p.label for p in a.phones if man.start_s <= p.start_s and p.end_s <= man.end_s] == ["M", "AE", "N"]
+    # Leading silence: the first word starts after it, and every word's middle is voice-active.
+    assert a.phones[0].label == "SIL" and a.words[0].start_s >= a.phones[0].end_s > 0.1
+    assert not a.voiced[: int(a.words[0].start_s * a.frame_rate_hz) - 2].any()
+    for w in a.words:
+        assert a.voiced[int((w.start_s + w.end_s) / 2 * a.frame_rate_hz)], w
+
+
+# --------------------------------------------------------------------------- recognition
+
+
+def test_phone_recognition_covers_clip_and_finds_the_phones(recognised_0880):
+    a = recognised_0880
+    assert a.words == []
+    assert_tiles(a)
+    expected = Counter(dictionary_phones(TEXT_0880))
+    found = Counter(p.label for p in a.phones if p.label != "SIL")
+    overlap = sum((expected & found).values()) / sum(expected.values())
+    print(f"phone multiset overlap with the transcript: {overlap:.0%}")
+    assert overlap >= 0.5
+
+
+def test_chunked_recognition_covers_long_clip():
+    a = analyse_speech(CLIP_0870, chunk_s=3.0)
+    assert a.duration_s == pytest.approx(wav_duration_s(CLIP_0870), abs=1e-3)
+    assert_tiles(a)
+    assert len(a.loudness_db) == len(a.voiced) == len(a.pitch_hz) == int(np.ceil(a.duration_s * 100))
+    assert sum(p.label != "SIL" for p in a.phones) > 40  # ~80 phones are spoken in 7 s
+    whole = analyse_speech(CLIP_0870)
+    expected = Counter(dictionary_phones(TEXT_0870))
+    for run in (a, whole):
+        found = Counter(p.label for p in run.phones if p.label != "SIL")
+        assert sum((expected & found).values()) / sum(expected.values()) >= 0.4
+
+
+def test_silence_is_not_an_error(tmp_path):
+    path = write_wav(tmp_path / "silence.wav", np.zeros(2 * SAMPLE_RATE_HZ))
+    a = analyse_speech(path)
+    assert a.duration_s == pytest.approx(2.0)
+    assert not a.voiced.any()
+    assert not a.pitch_hz.any()
+    assert all(p.label == "SIL" for p in a.phones)
+    assert_tiles(a)
+
+
+# --------------------------------------------------------------------------- contours
+
+
+def test_pitch_of_a_harmonic_tone(tmp_path):
+    t = np.arange(2 * SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    tone = sum(0.4 / k * np.sin(2 * np.pi * 150.0 * k * t) for k in range(1, 6))
+    path = write_wav(tmp_path / "tone.wav", tone / np.abs(tone).max() * 0.5)
+    a = analyse_speech(path)
+    assert a.voiced.mean() > 0.9
+    assert np.median(a.pitch_hz[a.voiced]) == pytest.approx(150.0, abs=5.0)
+    assert np.median(pitch_yin(tone)) == pytest.approx(150.0, abs=1.0)
+
+
+def test_pitch_and_loudness_on_speech(recognised_0880):
+    a = recognised_0880
+    assert a.frame_rate_hz == 100.0
+    pitched = a.pitch_hz[a.voiced & (a.pitch_hz > 0)]
+    assert len(pitched) > 0.3 * a.voiced.sum()
+    assert np.mean((pitched >= 70) & (pitched <= 300)) > 0.9
+    assert not (a.pitch_hz[~a.voiced]).any()
+    assert a.loudness_db[a.voiced].mean() > a.loudness_db[~a.voiced].mean() + 10
