@@ -23,8 +23,10 @@ class ShotCutDetector:
     change slowly and are not cuts. Costs a fraction of a millisecond per frame.
     """
 
-    def __init__(self, pixel_threshold: float = 30.0, histogram_threshold: float = 0.15):
+    def __init__(self, pixel_threshold: float = 30.0, histogram_threshold: float = 0.15, flag_blank: bool = True):
         self.pixel_threshold = pixel_threshold
+        # Off for still images: a single dark photo may still hold a face worth a full search.
+        self.flag_blank = flag_blank
         self.histogram_threshold = histogram_threshold
         self._prev_thumb: np.ndarray | None = None  # RGB, 64 px wide
         self._prev_grey: np.ndarray | None = None
@@ -38,7 +40,7 @@ class ShotCutDetector:
         coarse = cv2.resize(image_rgb, (2 * size[0], 2 * size[1]), interpolation=cv2.INTER_NEAREST)
         thumb = cv2.resize(coarse, size, interpolation=cv2.INTER_AREA)
         grey = thumb.max(axis=2).astype(np.float32)  # HSV's value channel
-        self.blank = float(grey.max() - grey.min()) < BLANK_CONTRAST
+        self.blank = self.flag_blank and float(grey.max() - grey.min()) < BLANK_CONTRAST
         prev, prev_grey = self._prev_thumb, self._prev_grey
         if prev is None:
             is_cut = True

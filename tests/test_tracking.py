@@ -54,3 +54,9 @@ def test_blank_frames_are_flagged() -> None:
     assert detector.blank, "a flat dark frame with sensor noise is blank too"
     detector.update(read_image(ASTRONAUT))
     assert not detector.blank
+
+
+def test_blank_flag_can_be_off_for_still_images() -> None:
+    detector = ShotCutDetector(flag_blank=False)
+    detector.update(np.zeros((240, 320, 3), np.uint8))
+    assert not detector.blank

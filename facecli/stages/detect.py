@@ -69,8 +69,9 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     """
     info = info or media.probe(path)
     detector = detector or options.create_detector(info)
-    cuts, tracker = ShotCutDetector(), FaceTracker()
-    min_track = options.min_track if info.kind == "video" else 1
+    video = info.kind == "video"
+    cuts, tracker = ShotCutDetector(flag_blank=video), FaceTracker()
+    min_track = options.min_track if video else 1
     held: deque[tuple[media.Frame, Faces]] = deque()
     hits: Counter[int] = Counter()
     processed = 0

@@ -88,8 +88,9 @@ class _FileDetections:
         self._batches = formats.iter_batches(path)
         self._buffer: Faces = Faces.empty()
 
-    def at(self, frame_index: int) -> FrameDetections | None:
+    def at(self, frame: media.Frame) -> FrameDetections | None:
         """The detections of this frame; None if the detect stage skipped it (``--every``)."""
+        frame_index = frame.index
         if frame_index % self.every:
             return None
         while not len(self._buffer) or self._buffer.frame_index[-1] <= frame_index:
@@ -105,10 +106,9 @@ class _FileDetections:
 class _LiveDetections:
     def __init__(self, detector: Detector):
         self.detector = detector
-        self.image: np.ndarray | None = None
 
-    def at(self, frame_index: int) -> FrameDetections:
-        return self.detector.detect(self.image)
+    def at(self, frame: media.Frame) -> FrameDetections:
+        return self.detector.detect(frame.image)
 
 
 class FaceMeshTracker:
@@ -117,7 +117,7 @@ class FaceMeshTracker:
     def __init__(self, model: Any, detections: Any, options: LandmarkOptions, video: bool):
         self.model, self.detections, self.options, self.video = model, detections, options, video
         self.pool = _SessionPool(model, video)
-        self.cuts, self.tracker = ShotCutDetector(), FaceTracker()
+        self.cuts, self.tracker = ShotCutDetector(flag_blank=video), FaceTracker()
         self.tracks: dict[int, _Track] = {}
         self.last_scan = -(10**9)
         self.empty_scans = 0
@@ -167,10 +167,8 @@ class FaceMeshTracker:
             self.tracker.new_shot()
         fitted = self._follow(frame.image) if self.video else []
         if self._due_scan(frame.index, new_shot) or not self.video:
-            if isinstance(self.detections, _LiveDetections):
-                self.detections.image = frame.image
             # A blank frame is searched for free: the same in the live and the file path.
-            dets = FrameDetections.empty() if self.video and self.cuts.blank else self.detections.at(frame.index)
+            dets = FrameDetections.empty() if self.cuts.blank else self.detections.at(frame)
             if dets is not None:
                 self.last_scan = frame.index
                 self._start(frame.image, dets, fitted)

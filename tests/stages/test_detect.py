@@ -75,6 +75,18 @@ def test_one_frame_detections_are_dropped_in_videos(tmp_path) -> None:
     assert 5 in facecli.detect(clip, min_track=1).frame_index
 
 
+def test_a_dark_photo_is_still_searched(tmp_path) -> None:
+    """Blank frames are skipped in videos only: one dim photo (levels 0-11) is searched in full."""
+    from PIL import Image
+
+    from facecli.media import read_image
+
+    dark = tmp_path / "dark.png"
+    Image.fromarray((read_image(ASTRONAUT) // 22).astype(np.uint8)).save(dark)
+    assert len(facecli.detect(dark)) == 1
+    assert len(facecli.landmarks(dark)) == 1
+
+
 def test_a_one_frame_video_keeps_its_face(tmp_path) -> None:
     gif = tmp_path / "still.gif"
     from PIL import Image
