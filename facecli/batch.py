@@ -88,7 +88,10 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False, glob: str | Non
             continue
         path = Path(raw)
         out.extend(_folder_inputs(path, recursive, glob, accept_stage) if path.is_dir() else [path])
-    return list({p.resolve(): p for p in reversed(out)}.values())[::-1]  # one job per file, however spelled
+    first_spelling: dict[Path, Path] = {}
+    for path in out:  # one job per file, however it was spelled
+        first_spelling.setdefault(path.resolve(), path)
+    return list(first_spelling.values())
 
 
 def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage: str | None) -> list[Path]:
@@ -129,10 +132,11 @@ def _init_worker(queue: Any) -> None:
     # Ctrl-C goes to the parent, which then stops workers with SIGTERM; unwinding as an
     # interrupt lets each worker remove its partial outputs on the way out.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: unwind exactly as Ctrl-C does, removing partial outputs."""
     raise KeyboardInterrupt
 
 

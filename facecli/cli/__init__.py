@@ -8,6 +8,7 @@ import sys
 import typer
 
 from .. import __version__
+from ..batch import raise_interrupt
 from ..errors import FacecliError
 from .common import console
 from .detect import detect
@@ -41,13 +42,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (timeout, schedulers) cleans up exactly like Ctrl-C
-
-
 def main() -> None:
     """Console entry point: facecli errors become one line, never a traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_interrupt)  # timeout, schedulers: clean up as for Ctrl-C
     try:
         app()
     except FacecliError as exc:
