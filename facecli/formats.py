@@ -155,6 +155,11 @@ def make_header(stage_format: str, backend: str, settings: dict[str, Any], sourc
     }
 
 
+def _file_values(group: Columns, rows: FaceTable) -> np.ndarray:
+    """(N, len(group.names)): one result field as the file's flat columns."""
+    return np.asarray(group.to_file(np.asarray(getattr(rows, group.field)))).reshape(len(rows), len(group.names))
+
+
 def _arrow_table(fmt: StageFormat, rows: FaceTable) -> pa.Table:
     arrays, names = [], []
     for group in fmt.columns:
@@ -165,8 +170,7 @@ def _arrow_table(fmt: StageFormat, rows: FaceTable) -> pa.Table:
             arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), width))
             names.append(group.list_column)
             continue
-        values = np.asarray(group.to_file(np.asarray(source)))
-        for name, column in zip(group.names, values.reshape(len(rows), len(group.names)).T if values.ndim > 1 else [values]):
+        for name, column in zip(group.names, _file_values(group, rows).T):
             arrays.append(pa.array(column))
             names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
@@ -213,9 +217,7 @@ class TableWriter:
             return
         formatted = []
         for group in self.fmt.columns:
-            source = getattr(rows, group.field)
-            values = np.asarray(group.to_file(np.asarray(source))).reshape(len(rows), len(group.names))
-            formatted.append(np.char.mod(group.csv_format, values))
+            formatted.append(np.char.mod(group.csv_format, _file_values(group, rows)))
         self._csv.writerows(np.concatenate(formatted, axis=1).tolist())
 
     def close(self, **header_updates: Any) -> None:

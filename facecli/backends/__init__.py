@@ -91,9 +91,9 @@ def names(stage: str, hidden: bool = False) -> list[str]:
     return [name for (st, name) in _REGISTRY if st == stage and (hidden or name not in _HIDDEN)]
 
 
-def check_name(stage: str, name: str) -> None:
-    """UsageError for a name no backend of this stage has."""
-    if name not in names(stage, hidden=True):
+def check_name(stage: str, name: str, hidden: bool = True) -> None:
+    """UsageError for a name no backend of this stage has (``hidden=False``: nor a test double)."""
+    if name not in names(stage, hidden=hidden):
         raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(names(stage))}")
 
 

@@ -97,8 +97,7 @@ def _convert(param: Any, value: Any, ctx: typer.Context, config: Path) -> Any:
 def check_backends(**stage_names: str) -> None:
     """UsageError for a backend the CLI does not offer (test doubles are Python-only)."""
     for stage, name in stage_names.items():
-        if name not in backends.names(stage):
-            raise UsageError(f"unknown {stage} backend {name!r}; choose one of: {', '.join(backends.names(stage))}")
+        backends.check_name(stage, name, hidden=False)
 
 
 def batch_options(values: dict[str, Any]) -> BatchOptions:
