@@ -34,6 +34,7 @@ class Job:
     preview: Path | None
     run: Callable[..., FileStats]  # run(source, output, options, preview, progress)
     options: Any
+    marker: Path | None = None  # the stage file whose header proves the job done (default: output)
 
 
 @dataclass
@@ -112,10 +113,11 @@ def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage
 
 def is_complete(job: Job) -> bool:
     """The output exists, is complete, and was made from this source with these settings."""
-    if not job.output.exists():
+    marker = job.marker or job.output
+    if not marker.exists() or not job.output.exists():
         return False
     try:
-        header = formats.read_header(job.output)
+        header = formats.read_header(marker)
         same_input = header["input"]["sha256_quick"] == formats.quick_hash(job.source)
         wanted = json.loads(json.dumps(asdict(job.options)))  # as the header stores them
         return same_input and all(header["settings"].get(k) == v for k, v in wanted.items())

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_output
 from .errors import InputError
-from .results import Faces, FaceTable, Landmarks
+from .results import FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion
 
 FORMAT_VERSION = 1
 HEADER_KEY = b"facecli"
@@ -57,12 +57,13 @@ class Columns:
     list_column: str | None = None  # Parquet keeps the group as one fixed-size list column
 
 
-def _common(confidence_field: str) -> list[Columns]:
+def _common(confidence_field: str | None) -> list[Columns]:
+    confidence = [Columns(confidence_field, ("confidence",), "%.2f")] if confidence_field else []
     return [
         Columns("frame_index", ("frame",), "%d", lambda v: v + 1, lambda v: v - 1),
         Columns("face_id", ("face_id",), "%d"),
         Columns("timestamp_s", ("timestamp",), "%.3f"),
-        Columns(confidence_field, ("confidence",), "%.2f"),
+        *confidence,
     ]
 
 
@@ -90,6 +91,16 @@ LANDMARKS_COLUMNS = [
 ]
 
 
+MOTION_COLUMNS = [
+    *_common(None),
+    Columns("shot", ("shot",), "%d"),
+    Columns("face_controls", FACE_CONTROLS, "%.3f"),
+    Columns("head_pose_deg", ("yaw", "pitch", "roll"), "%.2f"),
+    Columns("gaze_deg", ("gaze_yaw", "gaze_pitch"), "%.2f"),
+    Columns("phone", ("phone",), "%s"),
+]
+
+
 @dataclass(frozen=True)
 class StageFormat:
     name: str  # "faces", "landmarks": the middle part of the file name
@@ -100,6 +111,7 @@ class StageFormat:
 FORMATS = {
     "faces": StageFormat("faces", Faces, FACES_COLUMNS),
     "landmarks": StageFormat("landmarks", Landmarks, LANDMARKS_COLUMNS),
+    "motion": StageFormat("motion", Motion, MOTION_COLUMNS),
 }
 
 

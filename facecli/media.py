@@ -573,9 +573,9 @@ def _h264_available() -> bool:
     return b" libx264 " in done.stdout
 
 
-def _codec_args(crf: int) -> list[str]:
+def _codec_args(crf: int, preset: str = "medium") -> list[str]:
     if _h264_available():
-        return ["-c:v", "libx264", "-crf", str(crf)]
+        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
     # mpeg4 has no CRF; its quantiser 1..31 is roughly crf/6 for similar quality.
     return ["-c:v", "mpeg4", "-q:v", str(min(31, max(1, round(crf / 6))))]
 
@@ -604,6 +604,7 @@ class VideoWriter:
         fps: float,
         audio_from: Path | None = None,
         crf: int = 18,
+        preset: str = "medium",
     ):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"need positive width, height and fps, got {width}x{height} at {fps}")
@@ -618,7 +619,7 @@ class VideoWriter:
         self._frames = 0
         try:
             self._proc = _start_ffmpeg(
-                self._command(self._video_tmp or self._final_tmp, crf), stdin=subprocess.PIPE,
+                self._command(self._video_tmp or self._final_tmp, crf, preset), stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except OSError as exc:
@@ -628,14 +629,14 @@ class VideoWriter:
         self._pump.start()
         self._closed = False
 
-    def _command(self, tmp: Path, crf: int) -> list[str]:
+    def _command(self, tmp: Path, crf: int, preset: str) -> list[str]:
         rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
             "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
-        cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf), "-pix_fmt", "yuv420p"]
+        cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf, preset), "-pix_fmt", "yuv420p"]
         return [*cmd, *self._container_args(), f"file:{tmp}"]
 
     def _container_args(self) -> list[str]:

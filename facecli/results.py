@@ -131,3 +131,42 @@ class Landmarks(FaceTable):
         """(N, 3) yaw, pitch, roll in degrees: rotations about the camera's y, x and z axes."""
         rx, ry, rz = np.degrees(self.rotation_rad).T
         return np.stack([ry, rx, rz], axis=1).astype(np.float32)
+
+
+# Face controls of a talking portrait, each 0-1 (0 = rest: lips together, eyes open). Names
+# follow ARKit blendshapes where one exists; left/right pairs are symmetric except blinks.
+FACE_CONTROLS = (
+    "jaw_open", "lip_close", "lip_press", "lip_stretch", "lip_pucker", "lip_funnel",
+    "upper_lip_raise", "lower_lip_down", "smile", "frown",
+    "brow_raise", "brow_inner_up", "brow_down", "eye_wide", "eye_squint", "nose_sneer",
+    "blink_left", "blink_right",
+)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Motion(FaceTable):
+    """Per-frame motion of one animated face (``facecli animate``), one row per output frame.
+
+    ``face_controls``: (N, len(FACE_CONTROLS)) weights 0-1 in :data:`FACE_CONTROLS` order.
+    ``head_pose_deg``: yaw, pitch, roll added to the portrait's own pose, degrees, with the
+    signs of :attr:`Landmarks.head_pose_deg`. ``gaze_deg``: eye yaw and pitch relative to the
+    head, degrees (positive yaw towards the image left, positive pitch up). ``phone``: the
+    ARPAbet phone sounding at the frame's time ('SIL' in pauses).
+    """
+
+    face_controls: np.ndarray
+    head_pose_deg: np.ndarray
+    gaze_deg: np.ndarray
+    phone: np.ndarray
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "face_controls": ((len(FACE_CONTROLS),), np.float32),
+        "head_pose_deg": ((3,), np.float32),
+        "gaze_deg": ((2,), np.float32),
+        "phone": ((), np.str_),
+    }
+
+    def control(self, name: str) -> np.ndarray:
+        """(N,) one control's weights, e.g. ``motion.control("jaw_open")``."""
+        return self.face_controls[:, FACE_CONTROLS.index(name)]

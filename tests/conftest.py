@@ -15,6 +15,17 @@ ASTRONAUT = DATA / "astronaut.png"  # NASA portrait, public domain: one smiling 
 GRACE_HOPPER = DATA / "grace_hopper.jpg"  # US Navy portrait, public domain (ships in matplotlib)
 MEGAMIND = DATA / "Megamind.avi"  # OpenCV's sample clip: 270 frames, cuts at 98, 154, 200
 MEGAMIND_CUTS = (1, 98, 154, 200)  # frame 0 is black; every other frame shows a face
+# Public-domain LibriVox clips (16 kHz mono) and what is said in them.
+SPEECH = DATA / "speech"
+CLIPS = {
+    clip: (SPEECH / f"sense_and_sensibility_01_austen_64kb-{clip}.wav", text)
+    for clip, text in {
+        "0870": "and mister john dashwood had then leisure to consider how much there might be prudently in "
+                "his power to do for them",
+        "0880": "he was not an ill disposed young man",
+        "0890": "unless to be rather cold hearted and rather selfish is to be ill disposed",
+    }.items()
+}
 
 
 @pytest.fixture(scope="session")

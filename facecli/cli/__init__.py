@@ -11,6 +11,7 @@ from .. import __version__
 from ..batch import raise_interrupt
 from ..errors import FacecliError
 from .common import console
+from .animate import animate
 from .detect import detect
 from .doctor import doctor
 from .landmarks import landmarks
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.command()(detect)
 app.command()(landmarks)
+app.command()(animate)
 for _name in PLANNED:
     app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         planned_command(_name))

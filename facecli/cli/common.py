@@ -133,11 +133,11 @@ def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Ca
             preview_path(opts, src, _safe_media(media_of, src), stage, single), run, options)
         for src in sources
     ]
-    _refuse_collisions(jobs)
+    refuse_collisions(jobs)
     return jobs
 
 
-def _refuse_collisions(jobs: list[Job]) -> None:
+def refuse_collisions(jobs: list[Job]) -> None:
     """Two inputs must never write one output (a/face.png and b/face.png into one -o folder)."""
     seen: dict[Path, Path] = {}
     for job in jobs:

@@ -1,0 +1,157 @@
+"""``facecli animate``."""
+
+from __future__ import annotations
+
+import csv
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import media
+from ..batch import Job, expand_inputs
+from ..errors import UsageError
+from ..motion import EXPRESSIONS
+from ..stages.animate import AnimateOptions, animate_file, motion_path
+from . import common
+
+Expression = Enum("Expression", {name: name for name in EXPRESSIONS}, type=str)  # type: ignore[misc]
+VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
+
+
+def animate(
+    ctx: typer.Context,
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Portrait images or folders of them, then one audio file (any format ffmpeg reads).",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="The video (.mp4) for one portrait, else a folder "
+        "(default: <portrait>_<audio>.mp4 next to each portrait).", show_default=False)] = None,
+    transcript: Annotated[Optional[str], typer.Option(help="What is said: forced alignment, more accurate "
+                                                      "than phone recognition.", show_default=False)] = None,
+    transcript_file: Annotated[Optional[Path], typer.Option(help="The transcript from a text file.",
+                                                            dir_okay=False, show_default=False)] = None,
+    expression: Annotated[Expression, typer.Option(help="Emotion shown while talking.")] = Expression.neutral,
+    intensity: Annotated[float, typer.Option(min=0.0, max=1.0, help="Strength of the expression (0-1).")] = 0.7,
+    head_motion: Annotated[float, typer.Option(min=0.0, max=3.0, help="Scale of head motion; 0 keeps the "
+                                               "head still.")] = 1.0,
+    blink_rate: Annotated[float, typer.Option(min=0.0, max=60.0, help="Blinks per minute.")] = 17.0,
+    seed: Annotated[int, typer.Option(help="Seed of the random parts of head motion, blinks and gaze.")] = 0,
+    fps: Annotated[float, typer.Option(min=1.0, max=120.0, help="Frames per second of the video.")] = 25.0,
+    crop: Annotated[bool, typer.Option(help="Crop a square around the face (--size) instead of the "
+                                       "portrait's own size.")] = False,
+    size: Annotated[int, typer.Option(min=64, max=4096, help="Side of the --crop output, px (even).")] = 512,
+    face_id: Annotated[Optional[int], typer.Option(help="Which face to animate (ids as facecli landmarks gives "
+                                                   "them); default: the largest.", show_default=False)] = None,
+    livelink: Annotated[bool, typer.Option(help="Also write <out>.livelink.csv (Live Link Face layout).")] = False,
+    cues: Annotated[Optional[Path], typer.Option(help="Also write mouth cues in Rhubarb Lip Sync's shapes: a "
+                                                 ".json or .tsv path (several videos: next to each).",
+                                                 dir_okay=False, show_default=False)] = None,
+    motion_only: Annotated[bool, typer.Option(help="Write only the motion (and --livelink/--cues), no video.")] = False,
+    jobs: Annotated[Optional[Path], typer.Option(help="CSV of portrait,audio,output[,transcript] rows (paths "
+                                                 "relative to the CSV's folder).", dir_okay=False,
+                                                 show_default=False)] = None,
+    recursive: common.Recursive = False,
+    glob: common.Glob = None,
+    workers: common.Workers = 1,
+    overwrite: common.Overwrite = False,
+    quiet: common.Quiet = False,
+    verbose: common.Verbose = False,
+    report: common.Report = None,
+    json: common.JsonOut = False,
+    config: common.Config = None,
+) -> None:
+    """A lip-synced talking portrait from an image and speech -> MP4 + <out>.motion.parquet.
+
+    Example: facecli animate portrait.png speech.wav -o out.mp4
+    """
+    values = common.apply_config(ctx, dict(locals()))
+    text = _transcript(values["transcript"], values["transcript_file"])
+    settings = {k: values[k] for k in ("fps", "intensity", "head_motion", "blink_rate", "seed", "crop", "size",
+                                       "face_id", "motion_only", "livelink")}
+    settings["expression"] = Expression(values["expression"]).value
+    rows = _job_rows(values["jobs"]) if values["jobs"] else _argument_rows(values, text)
+    cues_path = values["cues"]
+    job_list = []
+    for portrait, audio, video, row_text in rows:
+        cue_file = None
+        if cues_path is not None:
+            cue_file = str(cues_path if len(rows) == 1 else video.with_name(f"{video.stem}.cues{cues_path.suffix}"))
+        options = AnimateOptions(audio=str(audio), transcript=row_text, cues=cue_file, **settings)
+        marker = motion_path(video)
+        job_list.append(Job(portrait, marker if options.motion_only else video, None, animate_file, options, marker))
+    common.refuse_collisions(job_list)
+    values["inputs"], values["output"], values["preview"] = [], None, None
+    values["format"] = common.FileFormat.parquet
+    common.execute(common.batch_options(values), job_list)
+
+
+def _transcript(text: str | None, path: Path | None) -> str | None:
+    if text is not None and path is not None:
+        raise UsageError("give --transcript or --transcript-file, not both")
+    if path is None:
+        return text
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the transcript ({exc}); give a UTF-8 text file", path) from exc
+
+
+Row = tuple[Path, Path, Path, Optional[str]]
+
+
+def _argument_rows(values: dict, text: str | None) -> list[Row]:
+    paths = values["paths"] or []
+    if len(paths) < 2:
+        raise UsageError("give one or more portraits, then one audio file (or --jobs jobs.csv)")
+    audio = Path(paths[-1])
+    named = {Path(p) for p in paths[:-1]}  # named files are kept: a video fails with its own line
+    portraits = [p for p in expand_inputs(paths[:-1], values["recursive"], values["glob"])
+                 if p in named or media.is_image_path(p)]
+    if not portraits:
+        raise UsageError("no portrait images found; give image files or folders of them")
+    out = values["output"]
+    single_file = out is not None and out.suffix.lower() in VIDEO_OUTPUTS
+    if single_file and len(portraits) > 1:
+        raise UsageError(f"{len(portraits)} portraits cannot all write {out}; give a folder to -o", out)
+    if out is not None and not single_file:
+        _make_folder(out)
+    rows = []
+    for portrait in portraits:
+        video = out if single_file else (out or portrait.parent) / f"{portrait.stem}_{audio.stem}.mp4"
+        rows.append((portrait, audio, video, text))
+    return rows
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
+
+
+def _job_rows(jobs_csv: Path) -> list[Row]:
+    """Rows of portrait, audio, output[, transcript]; a first row naming the columns is skipped."""
+    try:
+        with jobs_csv.open(newline="", encoding="utf-8") as fh:
+            table = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read the jobs file ({exc}); give a CSV of portrait,audio,output rows",
+                         jobs_csv) from exc
+    if table and table[0][0].strip().lower() == "portrait":
+        table = table[1:]
+    base = jobs_csv.parent
+    rows = []
+    for number, cells in enumerate(table, start=1):
+        if len(cells) not in (3, 4):
+            raise UsageError(f"row {number} has {len(cells)} columns; need portrait,audio,output[,transcript]",
+                             jobs_csv)
+        portrait, audio, video = (base / cells[i].strip() for i in range(3))
+        if video.suffix.lower() not in VIDEO_OUTPUTS:
+            raise UsageError(f"row {number}: the output must be a {'/'.join(VIDEO_OUTPUTS)} file", jobs_csv)
+        _make_folder(video.parent)
+        rows.append((portrait, audio, video, cells[3].strip() or None if len(cells) == 4 else None))
+    if not rows:
+        raise UsageError("the jobs file has no rows", jobs_csv)
+    return rows

@@ -1,0 +1,80 @@
+"""``facecli animate`` from the shell: one portrait, folders, a jobs file, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from facecli import media
+from facecli.formats import read_table
+from tests.cli.test_cli import run
+from tests.conftest import ASTRONAUT, CLIPS, GRACE_HOPPER
+
+SPEECH, TEXT = CLIPS["0880"]
+
+
+def test_one_portrait_to_a_video_with_exchange_files(tmp_path):
+    out = tmp_path / "talk.mp4"
+    result = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(out), "--transcript", TEXT, "--livelink",
+                 "--cues", str(tmp_path / "talk.tsv"), "--size", "256", "--crop", "-q")
+    assert result.returncode == 0, result.stderr
+    info = media.probe(out)
+    assert (info.width, info.height) == (256, 256) and info.has_audio
+    motion = read_table(tmp_path / "talk.motion.parquet")
+    assert motion.header["settings"]["transcript"] == TEXT and len(motion) == 75
+    with (tmp_path / "talk.livelink.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 76 and len(rows[0]) == 63
+    lines = (tmp_path / "talk.tsv").read_text().splitlines()
+    assert lines[0].startswith("0.00\t") and lines[-1].endswith("\tX") and any(ln.endswith("\tA") for ln in lines)
+    again = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(out), "--transcript", TEXT, "--livelink",
+                "--cues", str(tmp_path / "talk.tsv"), "--size", "256", "--crop", "--json")
+    assert json.loads(again.stdout)["skipped"] == 1  # resume: the same job is complete
+
+
+def test_folder_of_portraits_one_bad(tmp_path):
+    folder = tmp_path / "portraits"
+    folder.mkdir()
+    shutil.copy(ASTRONAUT, folder)
+    shutil.copy(GRACE_HOPPER, folder)
+    media.write_image(folder / "wall.png", np.full((128, 128, 3), 90, np.uint8))
+    result = run("animate", str(folder), str(SPEECH), "-o", str(tmp_path / "out"), "--motion-only",
+                 "--transcript", TEXT, "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert (report["done"], report["failed"]) == (2, 1)
+    failed = [f for f in report["files"] if f["status"] == "failed"][0]
+    assert "wall.png" in failed["reason"] and "no face" in failed["reason"]
+    made = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert made == ["astronaut_sense_and_sensibility_01_austen_64kb-0880.motion.parquet",
+                    "grace_hopper_sense_and_sensibility_01_austen_64kb-0880.motion.parquet"]
+
+
+def test_jobs_file(tmp_path):
+    shutil.copy(ASTRONAUT, tmp_path / "a.png")
+    shutil.copy(SPEECH, tmp_path / "s.wav")
+    (tmp_path / "jobs.csv").write_text(f"portrait,audio,output,transcript\na.png,s.wav,out/one.mp4,{TEXT}\n"
+                                       "a.png,s.wav,out/two.mp4,\n")
+    result = run("animate", "--jobs", str(tmp_path / "jobs.csv"), "--motion-only", "--head-motion", "0", "-q")
+    assert result.returncode == 0, result.stderr
+    one, two = (read_table(tmp_path / "out" / f"{n}.motion.parquet") for n in ("one", "two"))
+    assert one.header["settings"]["transcript"] == TEXT and two.header["settings"]["transcript"] is None
+    assert np.abs(one.head_pose_deg).max() == 0
+
+
+def test_usage_and_input_errors_are_one_line(tmp_path):
+    assert run("animate", str(ASTRONAUT)).returncode == 2
+    bad_size = run("animate", str(ASTRONAUT), str(SPEECH), "--crop", "--size", "255")
+    assert bad_size.returncode == 2 and "even" in bad_size.stderr
+    unreadable = tmp_path / "noise.mp3"
+    unreadable.write_bytes(b"\x00\x01" * 999)
+    result = run("animate", str(ASTRONAUT), str(unreadable), "-o", str(tmp_path / "x.mp4"), "-q")
+    assert result.returncode == 1 and "noise.mp3" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.mp4").exists()
+    two_to_one = run("animate", str(ASTRONAUT), str(GRACE_HOPPER), str(SPEECH), "-o", str(tmp_path / "y.mp4"))
+    assert two_to_one.returncode == 2 and "folder" in two_to_one.stderr

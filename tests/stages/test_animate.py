@@ -1,0 +1,219 @@
+"""``animate`` on real media: lip sync, identity, head motion, silence and bad inputs.
+
+Lip sync is measured the way a user would check it: facecli's own landmarks on the output,
+against the forced alignment of the clip's transcript. The tests render with ``crop`` (the
+astronaut's face at 512 px), where the landmarks resolve the mouth well.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facecli
+from facecli import media
+from facecli.errors import InputError, NoFaceFound
+from facecli.face_rig import LOWER_INNER_LIP, RIGHT_LOWER_LID, RIGHT_UPPER_LID, UPPER_INNER_LIP
+from facecli.facemodel import RIGID_INDICES, mean_face
+from facecli.formats import read_table
+from facecli.geometry import umeyama
+from facecli.speech import SpeechAnalysis, analyse_speech
+from facecli.stages.animate import AnimateOptions, animate, load_portrait, motion_path
+from tests.conftest import ASTRONAUT, CLIPS
+
+FPS = 25.0
+OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
+
+
+@dataclass
+class Rendered:
+    video: Path
+    motion: facecli.results.Motion
+    marks: facecli.Landmarks
+    speech: SpeechAnalysis  # forced alignment of the transcript
+
+
+def aperture_px(points: np.ndarray) -> np.ndarray:
+    """(N,) mean distance between facing inner-lip points."""
+    return np.linalg.norm(points[:, LOWER_INNER_LIP[1:-1], :2] - points[:, UPPER_INNER_LIP[1:-1], :2], axis=2).mean(1)
+
+
+def render(tmp: Path, audio: Path, transcript: str | None, **options) -> Rendered:
+    video = tmp / f"{audio.stem}.mp4"
+    motion = animate(ASTRONAUT, audio, video, transcript=transcript, crop=True, **options)
+    marks = facecli.landmarks(video)
+    speech = analyse_speech(audio, transcript) if transcript else None
+    return Rendered(video, motion, marks, speech)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Rendered]:
+    tmp = tmp_path_factory.mktemp("animate")
+    return {clip: render(tmp, path, text) for clip, (path, text) in CLIPS.items()}
+
+
+def frames_near(times_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """Frames within half a frame of a phone (a 30 ms phone may fall between two frames)."""
+    half = 0.5 / FPS
+    return np.flatnonzero((times_s >= start_s - half) & (times_s <= end_s + half))
+
+
+def test_video_file(clips):
+    r = clips["0880"]
+    info = media.probe(r.video)
+    assert info.kind == "video" and info.has_audio
+    assert info.width % 2 == 0 and info.height % 2 == 0 and (info.width, info.height) == (512, 512)
+    assert abs(info.duration_s - r.speech.duration_s) <= 1 / FPS + 1e-3
+    frames = 0
+    for frame in media.iter_frames(r.video):
+        frames += 1
+        assert 60 < frame.image.mean() < 200 and frame.image.std() > 30  # not blank, not broken
+    assert frames == len(r.motion) == round(r.speech.duration_s * FPS)
+    assert len(r.marks) == frames and np.unique(r.marks.frame_index).size == frames  # one face, every frame
+
+
+@pytest.mark.parametrize("clip", sorted(CLIPS))
+def test_lip_sync(clips, clip):
+    r = clips[clip]
+    aperture = aperture_px(r.marks.landmarks_478)
+    top = aperture.max()
+    t = r.marks.timestamp_s
+    bilabial = [(p, aperture[frames_near(t, p.start_s, p.end_s)].min() / top) for p in r.speech.phones
+                if p.label in {"P", "B", "M"}]
+    vowels = [(p, aperture[frames_near(t, p.start_s, p.end_s)].max() / top) for p in r.speech.phones
+              if p.label in OPEN_VOWELS]
+    assert bilabial and vowels
+    assert [(p.label, p.start_s, round(a, 2)) for p, a in bilabial if a > 0.2] == []
+    assert [(p.label, p.start_s, round(a, 2)) for p, a in vowels if a < 0.4] == []
+    # the loudness envelope: the RMS level smoothed over 50 ms
+    level = np.convolve(r.speech.loudness_db, np.hanning(7)[1:-1] / np.hanning(7)[1:-1].sum(), mode="same")
+    envelope = np.interp(t, np.arange(level.size) / r.speech.frame_rate_hz, level)
+    assert np.corrcoef(aperture, envelope)[0, 1] >= 0.5
+
+
+def identity_points() -> np.ndarray:
+    """Mesh points away from the mouth, jaw, lids and brows: they must keep the portrait's shape."""
+    v = mean_face().vertices_mm
+    mouth_line = v[[61, 291], 1].mean()
+    moving = {*range(468, 478)}
+    for centre in (*RIGHT_UPPER_LID, *RIGHT_LOWER_LID, 159, 386, 145, 374, 263, 362, 105, 334, 66, 296, 70, 300):
+        moving |= set(np.flatnonzero(np.linalg.norm(v - v[centre], axis=1) < 10.0).tolist())
+    mirror = facecli.facemodel.MIRROR_INDEX
+    moving |= {int(mirror[i]) for i in moving}
+    return np.array([i for i in range(468) if i not in moving and v[i, 1] < mouth_line - 12.0])
+
+
+def shape_error(marks: facecli.Landmarks, reference: np.ndarray) -> np.ndarray:
+    """(N,) mean 2D distance of the identity points to the reference, px, after a 3D similarity
+    fit on the rigid points removes the head pose."""
+    keep = identity_points()
+    errors = []
+    for points in marks.landmarks_478.astype(np.float64):
+        s, rot, t = umeyama(points[RIGID_INDICES], reference[RIGID_INDICES])
+        aligned = s * points @ rot.T + t
+        errors.append(np.linalg.norm(aligned[keep, :2] - reference[keep, :2], axis=1).mean())
+    return np.array(errors)
+
+
+def test_identity_does_not_drift_over_30_seconds(tmp_path):
+    """All three clips twice (31 s): the face keeps its shape, first seconds to last."""
+    long = tmp_path / "long.wav"
+    parts = [CLIPS[c][0] for c in sorted(CLIPS)] * 2
+    with wave.open(str(long), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        for part in parts:
+            with wave.open(str(part)) as w:
+                out.writeframes(w.readframes(w.getnframes()))
+    r = render(tmp_path, long, None)
+    assert len(r.marks) >= 30 * FPS
+    reference = portrait_landmarks(tmp_path)
+    iod = np.linalg.norm(reference[468, :2] - reference[473, :2])
+    error = shape_error(r.marks, reference) / iod
+    assert np.percentile(error, 95) <= 0.03
+    first, last = error[: int(5 * FPS)].mean(), error[-int(5 * FPS):].mean()
+    assert last <= first + 0.005  # no drift
+    yaw, pitch = r.marks.head_pose_deg[:, 0], r.marks.head_pose_deg[:, 1]
+    assert _smoothed(yaw).std() >= 1.0 and _smoothed(pitch).std() >= 1.0
+
+
+def _smoothed(angle_deg: np.ndarray) -> np.ndarray:
+    """A 0.2 s moving average: head pose without the landmarks' frame-to-frame jitter."""
+    return np.convolve(np.pad(angle_deg, 2, mode="edge"), np.ones(5) / 5, mode="valid")
+
+
+def portrait_landmarks(tmp: Path) -> np.ndarray:
+    """facecli's landmarks on the portrait as the output frames it (cropped to 512 px)."""
+    still = tmp / "portrait.png"
+    media.write_image(still, load_portrait(ASTRONAUT, AnimateOptions(audio="unused.wav", crop=True)).image)
+    return facecli.landmarks(still).landmarks_478[0].astype(np.float64)
+
+
+def test_head_motion_zero_keeps_the_head_still(tmp_path):
+    path, text = CLIPS["0870"]
+    r = render(tmp_path, path, text, head_motion=0.0)
+    assert np.abs(r.motion.head_pose_deg).max() == 0.0
+    pose = r.marks.head_pose_deg
+    for axis in range(3):
+        assert _smoothed(pose[:, axis]).std() <= 0.5, f"axis {axis}"
+
+
+def test_silence_keeps_the_mouth_closed_and_blinks(tmp_path):
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(b"\0\0" * 16000 * 6)
+    r = render(tmp_path, silent, None)
+    points = r.marks.landmarks_478
+    iod = np.linalg.norm(points[:, 468, :2] - points[:, 473, :2], axis=1)
+    assert (aperture_px(points) / iod).max() < 0.04  # closed: under 4% of the eye distance
+    eye = (points[:, RIGHT_LOWER_LID[1:-1], 1] - points[:, RIGHT_UPPER_LID[1:-1], 1]).mean(1)
+    seen = eye < 0.65 * np.median(eye)  # the landmarks see the lids close
+    assert seen.any(), "no blink seen in 6 s of silence"
+    assert np.all(r.motion.control("blink_right")[seen] > 0.5)  # ... exactly when the motion blinks
+    assert np.all(r.motion.phone == "SIL")
+
+
+def test_motion_and_exchange_files(clips, tmp_path):
+    r = clips["0880"]
+    motion = read_table(motion_path(r.video))
+    assert len(motion) == len(r.motion) and motion.header["audio"]["duration_s"] == pytest.approx(2.99, abs=0.01)
+    said = set(motion.phone.tolist())
+    assert {"SIL", "AA", "P", "M"} <= said
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("bad")
+    no_face = tmp / "wall.png"
+    media.write_image(no_face, np.full((256, 256, 3), 128, np.uint8))
+    mute = tmp / "mute.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1", "-pix_fmt", "yuv420p", str(mute))
+    garbage = tmp / "noise.wav"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    empty = tmp / "empty.wav"
+    empty.write_bytes(b"")
+    return {"no_face": no_face, "mute": mute, "garbage": garbage, "empty": empty}
+
+
+@pytest.mark.parametrize("case, error, words", [
+    ("no_face", NoFaceFound, "no face"),
+    ("mute", InputError, "no audio"),
+    ("garbage", InputError, "cannot decode"),
+    ("empty", InputError, "empty"),
+])
+def test_bad_inputs(bad_inputs, tmp_path, case, error, words):
+    portrait = bad_inputs[case] if case == "no_face" else ASTRONAUT
+    audio = CLIPS["0880"][0] if case == "no_face" else bad_inputs[case]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(error, match=words):
+        animate(portrait, audio, out)
+    assert not out.exists() and not motion_path(out).exists()
