@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/facecli detect examples/Megamind.avi examples/astronaut.png -o $(DEMO_OUT)
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/facecli animate examples/portrait.png examples/speech.wav -o $(DEMO_OUT)/portrait.mp4
+	$(BIN)/facecli detect examples/Megamind.avi examples/portrait.png -o $(DEMO_OUT)
 	$(BIN)/facecli landmarks $(DEMO_OUT)/Megamind.faces.parquet -o $(DEMO_OUT) --preview $(DEMO_OUT)/Megamind.landmarks.preview.mp4
-	$(BIN)/facecli landmarks examples/astronaut.png -o $(DEMO_OUT) --format csv --preview $(DEMO_OUT)/astronaut.landmarks.preview.png
-	@echo "demo outputs in $(DEMO_OUT)/"
+	$(BIN)/facecli landmarks examples/portrait.png -o $(DEMO_OUT) --format csv --preview $(DEMO_OUT)/portrait.landmarks.preview.png
+	@echo "demo outputs in $(DEMO_OUT)/ (the talking portrait: $(DEMO_OUT)/portrait.mp4)"
 
 test: install
 	$(BIN)/python -m pytest
@@ -31,6 +33,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/animate_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -271,8 +271,13 @@ def machine() -> dict[str, str]:
     }
 
 
+ANIMATE_MARKER = "<!-- animate benchmarks: written by benchmarks/animate_bench.py -->"
+
+
 def write_docs(rows: list[Row], info: dict[str, str], quick: bool) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
+    old = DOCS.read_text() if DOCS.exists() else ""
+    animate = ANIMATE_MARKER + old.split(ANIMATE_MARKER, 1)[1] if ANIMATE_MARKER in old else ""  # kept as is
     DOCS.write_text(f"""# Benchmarks
 
 Written by `.venv/bin/python benchmarks/run.py --write-docs`{" with BENCH_QUICK=1" if quick else ""}
@@ -332,7 +337,8 @@ Where facecli's time goes: `.venv/bin/python benchmarks/profile_landmarks.py [--
   adds up both cores, so CPU frames/s can fall below wall frames/s there. PASS/MISS is judged on
   wall time; "(noisy)" marks a ratio whose wall times spread over 15%.
 - The memory test runs in the one-core placement only.
-""")
+
+{animate}""")
     print(f"\nwrote {DOCS.relative_to(REPO)}")
 
 

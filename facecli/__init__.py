@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 from .errors import BackendUnavailable, FacecliError, InputError, NoFaceFound, OutputError, UsageError  # noqa: E402
 from .formats import read_header, read_table  # noqa: E402
-from .results import Faces, Landmarks  # noqa: E402
+from .results import Faces, Landmarks, Motion  # noqa: E402
+from .stages.animate import animate  # noqa: E402
 from .stages.detect import detect  # noqa: E402
 from .stages.landmarks import landmarks  # noqa: E402
 
@@ -18,10 +19,12 @@ __all__ = [
     "Faces",
     "InputError",
     "Landmarks",
+    "Motion",
     "NoFaceFound",
     "OutputError",
     "UsageError",
     "__version__",
+    "animate",
     "detect",
     "landmarks",
     "read_header",

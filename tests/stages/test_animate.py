@@ -18,16 +18,16 @@ import pytest
 import facecli
 from facecli import media
 from facecli.errors import InputError, NoFaceFound
-from facecli.face_rig import LOWER_INNER_LIP, RIGHT_LOWER_LID, RIGHT_UPPER_LID, UPPER_INNER_LIP
+from facecli.face_rig import RIGHT_LOWER_LID, RIGHT_UPPER_LID
 from facecli.facemodel import RIGID_INDICES, mean_face
 from facecli.formats import read_table
 from facecli.geometry import umeyama
+from facecli.lipsync import mouth_aperture_px, score_lip_sync
 from facecli.speech import SpeechAnalysis, analyse_speech
 from facecli.stages.animate import AnimateOptions, animate, load_portrait, motion_path
 from tests.conftest import ASTRONAUT, CLIPS
 
 FPS = 25.0
-OPEN_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY"}
 
 
 @dataclass
@@ -36,11 +36,6 @@ class Rendered:
     motion: facecli.results.Motion
     marks: facecli.Landmarks
     speech: SpeechAnalysis  # forced alignment of the transcript
-
-
-def aperture_px(points: np.ndarray) -> np.ndarray:
-    """(N,) mean distance between facing inner-lip points."""
-    return np.linalg.norm(points[:, LOWER_INNER_LIP[1:-1], :2] - points[:, UPPER_INNER_LIP[1:-1], :2], axis=2).mean(1)
 
 
 def render(tmp: Path, audio: Path, transcript: str | None, **options) -> Rendered:
@@ -55,12 +50,6 @@ def render(tmp: Path, audio: Path, transcript: str | None, **options) -> Rendere
 def clips(tmp_path_factory) -> dict[str, Rendered]:
     tmp = tmp_path_factory.mktemp("animate")
     return {clip: render(tmp, path, text) for clip, (path, text) in CLIPS.items()}
-
-
-def frames_near(times_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
-    """Frames within half a frame of a phone (a 30 ms phone may fall between two frames)."""
-    half = 0.5 / FPS
-    return np.flatnonzero((times_s >= start_s - half) & (times_s <= end_s + half))
 
 
 def test_video_file(clips):
@@ -79,21 +68,12 @@ def test_video_file(clips):
 
 @pytest.mark.parametrize("clip", sorted(CLIPS))
 def test_lip_sync(clips, clip):
-    r = clips[clip]
-    aperture = aperture_px(r.marks.landmarks_478)
-    top = aperture.max()
-    t = r.marks.timestamp_s
-    bilabial = [(p, aperture[frames_near(t, p.start_s, p.end_s)].min() / top) for p in r.speech.phones
-                if p.label in {"P", "B", "M"}]
-    vowels = [(p, aperture[frames_near(t, p.start_s, p.end_s)].max() / top) for p in r.speech.phones
-              if p.label in OPEN_VOWELS]
-    assert bilabial and vowels
-    assert [(p.label, p.start_s, round(a, 2)) for p, a in bilabial if a > 0.2] == []
-    assert [(p.label, p.start_s, round(a, 2)) for p, a in vowels if a < 0.4] == []
-    # the loudness envelope: the RMS level smoothed over 50 ms
-    level = np.convolve(r.speech.loudness_db, np.hanning(7)[1:-1] / np.hanning(7)[1:-1].sum(), mode="same")
-    envelope = np.interp(t, np.arange(level.size) / r.speech.frame_rate_hz, level)
-    assert np.corrcoef(aperture, envelope)[0, 1] >= 0.5
+    path, text = CLIPS[clip]
+    score = score_lip_sync(clips[clip].video, path, text)
+    assert score.bilabials >= 2 and score.open_vowels >= 5
+    assert score.worst == []  # every p/b/m at most 20% of the widest opening, every open vowel at least 40%
+    assert score.bilabial_max <= 0.2 and score.open_vowel_min >= 0.4
+    assert score.loudness_r >= 0.5
 
 
 def identity_points() -> np.ndarray:
@@ -170,7 +150,7 @@ def test_silence_keeps_the_mouth_closed_and_blinks(tmp_path):
     r = render(tmp_path, silent, None)
     points = r.marks.landmarks_478
     iod = np.linalg.norm(points[:, 468, :2] - points[:, 473, :2], axis=1)
-    assert (aperture_px(points) / iod).max() < 0.04  # closed: under 4% of the eye distance
+    assert (mouth_aperture_px(points) / iod).max() < 0.04  # closed: under 4% of the eye distance
     eye = (points[:, RIGHT_LOWER_LID[1:-1], 1] - points[:, RIGHT_UPPER_LID[1:-1], 1]).mean(1)
     seen = eye < 0.65 * np.median(eye)  # the landmarks see the lids close
     assert seen.any(), "no blink seen in 6 s of silence"

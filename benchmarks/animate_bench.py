@@ -1,0 +1,198 @@
+"""facecli animate benchmarks (``make bench``, after benchmarks/run.py): speed, lip sync, memory.
+
+1. Seconds of compute per second of output video at 512 x 512, 25 frames/s, end to end
+   (portrait landmarks, speech analysis, motion, rendering, encoding with the audio muxed),
+   on the whole machine (2 cores here), for the three LibriVox clips and their 31 s
+   concatenation; with the transcript (forced alignment) and without (phone recognition).
+   Target: <= 0.25. Baseline in the same run: encoding the still portrait for as many frames
+   (the cost of the video alone), and real time (1.0).
+2. Lip sync on the three clips (facecli.lipsync, the same measure as the tests).
+3. Peak memory of ``facecli animate`` on 1 and 5 minutes of speech (BENCH_QUICK=1: 1 and 2).
+
+    .venv/bin/python benchmarks/animate_bench.py [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from memory import peak_memory
+from run import ANIMATE_MARKER as MARKER
+from run import DOCS, REPO, Row, at_most, facecli_command, machine, markdown_table, section, text_table
+
+from facecli import media
+from facecli.lipsync import score_lip_sync
+from facecli.motion import generate_motion
+from facecli.speech import analyse_speech
+from facecli.stages.animate import AnimateOptions, load_portrait, render_video
+
+PORTRAIT = REPO / "examples" / "portrait.png"
+SPEECH = REPO / "tests" / "data" / "speech"
+CLIPS = {
+    "0870": "and mister john dashwood had then leisure to consider how much there might be prudently in his "
+            "power to do for them",
+    "0880": "he was not an ill disposed young man",
+    "0890": "unless to be rather cold hearted and rather selfish is to be ill disposed",
+}
+MAX_SECONDS_PER_SECOND = 0.25
+MAX_MEMORY_GROWTH = 1.2
+
+
+def clip_path(name: str) -> Path:
+    return SPEECH / f"sense_and_sensibility_01_austen_64kb-{name}.wav"
+
+
+def concatenate(parts: list[Path], target: Path) -> Path:
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        for part in parts:
+            with wave.open(str(part)) as w:
+                out.writeframes(w.readframes(w.getnframes()))
+    return target
+
+
+def timed_animate(audio: Path, transcript: str | None, out: Path) -> dict[str, float]:
+    """One end-to-end run in this process; seconds per step."""
+    options = AnimateOptions(audio=str(audio), transcript=transcript, crop=True, size=512)
+    t0 = time.perf_counter()
+    portrait = load_portrait(PORTRAIT, options)
+    t1 = time.perf_counter()
+    speech = analyse_speech(audio, transcript)
+    t2 = time.perf_counter()
+    motion = generate_motion(speech, options.motion_options())
+    render_video(portrait, motion, out, audio, options.fps)
+    t3 = time.perf_counter()
+    return {"portrait": t1 - t0, "speech": t2 - t1, "render": t3 - t2, "total": t3 - t0,
+            "video_s": len(motion) / options.fps, "frames": len(motion)}
+
+
+def still_encode_s(frames: int, audio: Path, out: Path) -> float:
+    """Baseline: encode the still cropped portrait as many times, with the same writer and audio."""
+    image = load_portrait(PORTRAIT, AnimateOptions(audio=str(audio), crop=True)).image
+    start = time.perf_counter()
+    with media.VideoWriter(out, 512, 512, 25.0, audio_from=audio, preset="veryfast") as writer:
+        for _ in range(frames):
+            writer.write(image)
+    return time.perf_counter() - start
+
+
+def bench_speed(folder: Path) -> list[Row]:
+    section("1. seconds of compute per second of video, 512 x 512, 25 frames/s, end to end")
+    long_clip = concatenate([clip_path(c) for c in sorted(CLIPS)] * 2, folder / "long.wav")
+    cases = [(c, clip_path(c), CLIPS[c]) for c in sorted(CLIPS)] + [("31 s", long_clip, None)]
+    load_portrait(PORTRAIT, AnimateOptions(audio="x"))  # warm the landmark model once, as a batch would
+    rows = []
+    for name, audio, text in cases:
+        for transcript in ([text, None] if text else [None]):
+            t = timed_animate(audio, transcript, folder / "out.mp4")
+            per_s = t["total"] / t["video_s"]
+            how = "transcript" if transcript else "phone recognition"
+            print(f"  {name}, {how}: {t['video_s']:.1f} s of video in {t['total']:.2f} s (portrait {t['portrait']:.2f}, "
+                  f"speech {t['speech']:.2f}, motion+render+encode {t['render']:.2f}) = {per_s:.3f} s/s", flush=True)
+            rows.append(at_most(f"animate {name}, {how}: s per s of video", per_s, MAX_SECONDS_PER_SECOND))
+            if name == "31 s":
+                still = still_encode_s(int(t["frames"]), audio, folder / "still.mp4")
+                print(f"  baseline: encoding the still portrait {int(t['frames'])} times: {still:.2f} s "
+                      f"({still / t['video_s']:.3f} s/s)", flush=True)
+                rows.append(Row("animate 31 s: time / encoding a still video", f"{t['total'] / still:.2f}"))
+                rows.append(Row("animate 31 s: times faster than real time", f"{t['video_s'] / t['total']:.1f}"))
+    return rows
+
+
+def bench_lip_sync(folder: Path) -> list[Row]:
+    section("2. lip sync (facecli landmarks on the output vs forced alignment), --crop --size 512")
+    rows = []
+    for name in sorted(CLIPS):
+        for transcript in (CLIPS[name], None):
+            out = folder / f"{name}.mp4"
+            timed_animate(clip_path(name), transcript, out)
+            s = score_lip_sync(out, clip_path(name), CLIPS[name])
+            how = "transcript" if transcript else "phone recognition"
+            ok = s.bilabial_max <= 0.2 and s.open_vowel_min >= 0.4 and s.loudness_r >= 0.5
+            print(f"  {name}, {how}: p/b/m max {s.bilabial_max:.2f} ({s.bilabials}), open vowels min "
+                  f"{s.open_vowel_min:.2f} ({s.open_vowels}), r {s.loudness_r:.2f}; failing: {s.worst}", flush=True)
+            rows.append(Row(f"lip sync {name}, {how}: p/b/m max, open vowel min, r",
+                            f"{s.bilabial_max:.2f}, {s.open_vowel_min:.2f}, {s.loudness_r:.2f}",
+                            "<= 0.2, >= 0.4, >= 0.5", "PASS" if ok else "MISS"))
+    return rows
+
+
+def bench_memory(folder: Path, quick: bool) -> list[Row]:
+    short_min, long_min = (1, 2) if quick else (1, 5)
+    section(f"3. peak memory of `facecli animate`, {short_min} min vs {long_min} min of speech")
+    clips = [clip_path(c) for c in sorted(CLIPS)]
+    peaks = {}
+    for minutes in (short_min, long_min):
+        audio = concatenate(clips * int(np.ceil(minutes * 60 / 15.4)), folder / f"speech_{minutes}.wav")
+        cmd = [*facecli_command(), "animate", str(PORTRAIT), str(audio), "-o", str(folder / f"m{minutes}.mp4"),
+               "--crop", "-q"]
+        peaks[minutes] = peak_memory(cmd)
+        p = peaks[minutes]
+        print(f"  {minutes} min: {p.wall_s:.0f} s, facecli peak {p.hwm_mb:.0f} MB, tree peak {p.tree_peak_mb:.0f} MB",
+              flush=True)
+    short, long = peaks[short_min], peaks[long_min]
+    return [
+        Row(f"animate memory: facecli peak {short_min} | {long_min} min", f"{short.hwm_mb:.0f} | {long.hwm_mb:.0f} MB"),
+        at_most(f"animate memory: facecli peak {long_min} min / {short_min} min", long.hwm_mb / short.hwm_mb,
+                MAX_MEMORY_GROWTH),
+        at_most(f"animate memory: tree peak {long_min} min / {short_min} min", long.tree_peak_mb / short.tree_peak_mb,
+                MAX_MEMORY_GROWTH),
+    ]
+
+
+def write_docs(rows: list[Row], info: dict[str, str]) -> None:
+    about = "\n".join(f"- {key}: {value}" for key, value in info.items())
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    text = text.split(MARKER)[0].rstrip() + f"""
+
+{MARKER}
+## animate
+
+Written by `.venv/bin/python benchmarks/animate_bench.py --write-docs` (`make bench` runs it
+after the landmarks benchmarks). Unlike those, it uses the whole machine: rendering runs in
+the Python process while ffmpeg encodes on the other core.
+
+{about}
+
+{markdown_table(rows)}
+
+- "s per s of video": wall seconds from the portrait file to the finished MP4 (landmarks of
+  the portrait, speech analysis, motion, rendering, H.264 encoding, audio mux), divided by
+  the video's duration; the landmark model is loaded once beforehand, as in a batch.
+- Lip sync: `facecli.lipsync.score_lip_sync`, the measure the tests assert (see its docstring).
+- Memory: `facecli animate --crop` in a child process (phone recognition: forced alignment
+  is limited to 120 s of audio); peaks as in the landmarks memory test above.
+"""
+    DOCS.write_text(text)
+    print(f"\nwrote {DOCS.relative_to(REPO)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+    quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+    folder = Path(tempfile.mkdtemp(prefix="facecli-animate-bench-"))
+    try:
+        rows = bench_speed(folder) + bench_lip_sync(folder) + bench_memory(folder, quick)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    section("summary")
+    print(text_table(rows))
+    if args.write_docs:
+        info = machine() | {"CPU": f"{machine()['CPU'].split(',')[0]}, {os.cpu_count()} cores (all used)"}
+        write_docs(rows, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
