@@ -216,10 +216,12 @@ def _phone_at(speech: SpeechAnalysis, times_s: np.ndarray) -> np.ndarray:
     return labels[np.clip(np.searchsorted(starts, times_s, side="right") - 1, 0, len(labels) - 1)]
 
 
-def _bump(times_s: np.ndarray, centre_s: float, rise_s: float = 0.12, fall_s: float = 0.35) -> np.ndarray:
-    """A smooth pulse peaking at centre_s: quick rise, slower decay."""
-    dt = times_s - centre_s
-    return np.where(dt < 0, np.exp(-0.5 * (dt / rise_s) ** 2), np.exp(-0.5 * (dt / fall_s) ** 2))
+def _add_bump(target: np.ndarray, times_s: np.ndarray, centre_s: float, height: float,
+              rise_s: float = 0.12, fall_s: float = 0.35) -> None:
+    """Add (in place) a smooth pulse peaking at centre_s: quick rise, slower decay, 4 sigma wide."""
+    lo, hi = np.searchsorted(times_s, [centre_s - 4 * rise_s, centre_s + 4 * fall_s])
+    dt = times_s[lo:hi] - centre_s
+    target[lo:hi] += height * np.where(dt < 0, np.exp(-0.5 * (dt / rise_s) ** 2), np.exp(-0.5 * (dt / fall_s) ** 2))
 
 
 def _stressed(speech: SpeechAnalysis) -> list[tuple[float, float]]:
@@ -253,9 +255,8 @@ def head_motion(speech: SpeechAnalysis, times_s: np.ndarray, rng: np.random.Gene
     activity = _smooth(voiced, max(3, int(round(1.0 * _rate(times_s)))))
     pose = _sway(rng, times_s) * HEAD_SWAY_DEG * (0.4 + 0.6 * activity)[:, None]
     for centre, strength in stressed:
-        bump = _bump(times_s, centre)
-        pose[:, 1] += NOD_DEG * (0.5 + 0.5 * strength) * bump
-        pose[:, 0] += rng.normal(0.0, 0.5) * bump
+        _add_bump(pose[:, 1], times_s, centre, NOD_DEG * (0.5 + 0.5 * strength))
+        _add_bump(pose[:, 0], times_s, centre, rng.normal(0.0, 0.5))
     pitch = _contour_at(speech.pitch_hz, speech.frame_rate_hz, times_s)
     if (pitch > 0).any():
         ref = np.median(pitch[pitch > 0])
@@ -279,11 +280,12 @@ def blinks(times_s: np.ndarray, rate_per_min: float, rng: np.random.Generator) -
     end = float(times_s[-1])
     while t <= end:
         closing, opening = rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.2)
-        dt = times_s - t
+        lo, hi = np.searchsorted(times_s, [t, t + closing + BLINK_CLOSED_S + opening])
+        dt = times_s[lo:hi] - t
         # closed for 50 ms: long enough for a frame at 20 fps or more to show the lid shut
         shape = np.where(dt < closing, dt / closing, 1.0 - (dt - closing - BLINK_CLOSED_S) / opening)
         shape = np.where((dt >= closing) & (dt <= closing + BLINK_CLOSED_S), 1.0, shape)
-        out = np.maximum(out, np.clip(shape, 0.0, 1.0) ** 0.7 * (dt >= 0))
+        out[lo:hi] = np.maximum(out[lo:hi], np.clip(shape, 0.0, 1.0) ** 0.7)
         t += max(1.2, rng.gamma(3.0, mean_gap / 3.0))
     return out
 
@@ -297,11 +299,12 @@ def gaze(times_s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     end = float(times_s[-1])
     while t <= end:
         target = np.clip(rng.normal(0.0, GAZE_STD_DEG), -6.0, 6.0)
-        step = np.clip((times_s - t) / 0.04, 0.0, 1.0)[:, None]
-        later = times_s >= t
-        out[later] = (current + (target - current) * step)[later]
+        hold = max(0.3, rng.exponential(1.2))
+        lo, hi = np.searchsorted(times_s, [t, t + hold])
+        step = np.clip((times_s[lo:hi] - t) / 0.04, 0.0, 1.0)[:, None]
+        out[lo:hi] = current + (target - current) * step
         current = target
-        t += max(0.3, rng.exponential(1.2))
+        t += hold
     return out
 
 
@@ -318,7 +321,7 @@ def generate_motion(speech: SpeechAnalysis, options: MotionOptions, face_id: int
     brow = FACE_CONTROLS.index("brow_raise")
     for centre, strength in stressed:
         if strength > 0.5:  # emphasis: the brows rise with the loudest syllables
-            controls[:, brow] += 0.45 * strength * _bump(times_s, centre, 0.1, 0.3)
+            _add_bump(controls[:, brow], times_s, centre, 0.45 * strength, 0.1, 0.3)
     closure = blinks(times_s, options.blink_rate_per_min, rng)
     controls[:, FACE_CONTROLS.index("blink_left")] = closure
     controls[:, FACE_CONTROLS.index("blink_right")] = closure

@@ -197,3 +197,39 @@ def test_bad_inputs(bad_inputs, tmp_path, case, error, words):
     with pytest.raises(error, match=words):
         animate(portrait, audio, out)
     assert not out.exists() and not motion_path(out).exists()
+
+
+def _silence(path: Path, seconds: float) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(b"\0\0" * int(16000 * seconds))
+    return path
+
+
+def test_odd_sized_portrait_gives_an_even_video_of_its_own_size(tmp_path):
+    odd = tmp_path / "odd.png"
+    media.write_image(odd, media.read_image(ASTRONAUT)[20:321, 100:399])  # 301 x 299
+    out = tmp_path / "odd.mp4"
+    animate(odd, _silence(tmp_path / "quiet.wav", 1.0), out)
+    info = media.probe(out)
+    assert (info.width, info.height) == (298, 300)
+
+
+def test_face_id_picks_which_face_moves(tmp_path, group_composite):
+    """In a group photo only the chosen face moves; the largest is the default."""
+    path, _ = group_composite
+    marks = facecli.landmarks(path)
+    largest = int(marks.face_id[np.argmax(marks.box_xywh[:, 2] * marks.box_xywh[:, 3])])
+    other = int(marks.face_id[np.argsort(marks.box_xywh[:, 2])[-2]])  # the second largest
+    quiet = _silence(tmp_path / "quiet.wav", 3.0)
+    assert animate(path, quiet, tmp_path / "default.mp4", motion_only=True).face_id[0] == largest
+    animate(path, quiet, tmp_path / "other.mp4", face_id=other, blink_rate=60, head_motion=3)
+    still = media.read_image(path).astype(int)
+    changed = np.zeros(still.shape[:2], bool)
+    for frame in media.iter_frames(tmp_path / "other.mp4"):
+        changed |= np.abs(frame.image.astype(int) - still).max(axis=2) > 40
+    boxes = {int(f): b for f, b in zip(marks.face_id, marks.box_xywh)}
+    def moved(face: int) -> bool:  # noqa: E306 - one line of logic
+        x, y, w, h = boxes[face].astype(int)
+        return bool(changed[y:y + h, x:x + w].any())
+    assert moved(other) and not moved(largest)
