@@ -33,7 +33,8 @@ from facecli import media
 from facecli.lipsync import score_lip_sync
 from facecli.motion import generate_motion
 from facecli.speech import analyse_speech
-from facecli.stages.animate import AnimateOptions, load_portrait, render_video
+from facecli.portrait import load_portrait
+from facecli.stages.animate import AnimateOptions, render_video
 
 PORTRAIT = REPO / "examples" / "portrait.png"
 SPEECH = REPO / "tests" / "data" / "speech"
@@ -64,7 +65,7 @@ def timed_animate(audio: Path, transcript: str | None, out: Path) -> dict[str, f
     """One end-to-end run in this process; seconds per step."""
     options = AnimateOptions(audio=str(audio), transcript=transcript, crop=True, size=512)
     t0 = time.perf_counter()
-    portrait = load_portrait(PORTRAIT, options)
+    portrait = load_portrait(PORTRAIT, crop=True, size=512)
     t1 = time.perf_counter()
     speech = analyse_speech(audio, transcript)
     t2 = time.perf_counter()
@@ -77,7 +78,7 @@ def timed_animate(audio: Path, transcript: str | None, out: Path) -> dict[str, f
 
 def still_encode_s(frames: int, audio: Path, out: Path) -> float:
     """Baseline: encode the still cropped portrait as many times, with the same writer and audio."""
-    image = load_portrait(PORTRAIT, AnimateOptions(audio=str(audio), crop=True)).image
+    image = load_portrait(PORTRAIT, crop=True).image
     start = time.perf_counter()
     with media.VideoWriter(out, 512, 512, 25.0, audio_from=audio, preset="veryfast") as writer:
         for _ in range(frames):
@@ -89,7 +90,7 @@ def bench_speed(folder: Path) -> list[Row]:
     section("1. seconds of compute per second of video, 512 x 512, 25 frames/s, end to end")
     long_clip = concatenate([clip_path(c) for c in sorted(CLIPS)] * 2, folder / "long.wav")
     cases = [(c, clip_path(c), CLIPS[c]) for c in sorted(CLIPS)] + [("31 s", long_clip, None)]
-    load_portrait(PORTRAIT, AnimateOptions(audio="x"))  # warm the landmark model once, as a batch would
+    load_portrait(PORTRAIT)  # warm the landmark model once, as a batch would
     rows = []
     for name, audio, text in cases:
         for transcript in ([text, None] if text else [None]):

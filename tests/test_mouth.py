@@ -9,7 +9,7 @@ import facecli
 from facecli.face_rig import LOWER_INNER_LIP, UPPER_INNER_LIP
 from facecli.media import read_image, write_image
 from facecli.mouth import MouthPainter
-from facecli.stages.animate import AnimateOptions, Portrait, PortraitRenderer, load_portrait
+from facecli.portrait import Portrait, PortraitRenderer, load_portrait
 from tests.conftest import ASTRONAUT
 from tests.test_face_rig import controls
 
@@ -25,7 +25,7 @@ def gap_pixels(image: np.ndarray, points: np.ndarray, where: float) -> np.ndarra
 
 @pytest.fixture(scope="module")
 def astronaut() -> Portrait:
-    return load_portrait(ASTRONAUT, AnimateOptions(audio="unused.wav"))
+    return load_portrait(ASTRONAUT)
 
 
 def test_smiling_portrait_keeps_its_teeth(astronaut):
@@ -56,7 +56,7 @@ def test_closed_mouth_portrait_gets_a_cavity_with_teeth_hint(tmp_path, astronaut
     """The astronaut with her lips closed becomes a new portrait without visible teeth."""
     closed = PortraitRenderer(astronaut).render(controls(), np.zeros(3), np.zeros(2))
     write_image(tmp_path / "closed.png", closed)
-    portrait = load_portrait(tmp_path / "closed.png", AnimateOptions(audio="unused.wav"))
+    portrait = load_portrait(tmp_path / "closed.png")
     assert not MouthPainter(portrait.image, portrait.landmarks_478).has_teeth
     renderer = PortraitRenderer(portrait)
     c = controls(jaw_open=1.0)

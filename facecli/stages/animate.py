@@ -13,22 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 from .. import exchange, formats, media
-from ..errors import InputError, NoFaceFound, UsageError
-from ..eyelids import LidPainter
-from ..face_rig import FaceRig
-from ..meshwarp import MeshWarp
+from ..errors import UsageError
 from ..motion import MotionOptions, generate_motion
-from ..mouth import MouthPainter
-from ..results import FACE_CONTROLS, Landmarks, Motion
+from ..portrait import Portrait, PortraitRenderer, load_portrait
+from ..results import Motion
 from ..speech import analyse_speech
 from .common import FileStats, ProgressCallback
-from .landmarks import landmarks
-
-CROP_FACE_FRACTION = 0.42  # with --crop, the face box spans this fraction of the output side
 ENCODER_PRESET = "veryfast"  # 512 x 512 encodes at ~2 ms a frame, in ffmpeg's own process
 
 
@@ -72,77 +63,6 @@ def live_link_path(video: Path) -> Path:
     return video.with_name(f"{motion_path(video).name.removesuffix('.motion.parquet')}.livelink.csv")
 
 
-# --------------------------------------------------------------------------- the portrait
-
-
-@dataclass
-class Portrait:
-    image: np.ndarray  # HxWx3 uint8 RGB, even width and height
-    landmarks_478: np.ndarray  # (478, 3) px
-    face_id: int
-
-
-def _pick_face(marks: Landmarks, face_id: int | None, path: Path) -> int:
-    if not len(marks):
-        raise NoFaceFound("no face found in the portrait; use a photo with a visible face", path)
-    if face_id is None:
-        return int(np.argmax(marks.box_xywh[:, 2] * marks.box_xywh[:, 3]))
-    rows = np.flatnonzero(marks.face_id == face_id)
-    if not rows.size:
-        raise UsageError(f"no face with id {face_id} in the portrait; it has ids "
-                         f"{', '.join(map(str, marks.face_id.tolist()))}", path)
-    return int(rows[0])
-
-
-def load_portrait(path: Path, options: AnimateOptions) -> Portrait:
-    """The portrait (cropped to the face with ``crop``, else trimmed to even size) and its mesh."""
-    if not media.is_image_path(path):
-        raise InputError("a portrait must be an image (jpg, png, webp, bmp, tiff)", path)
-    image = media.read_image(path)
-    marks = landmarks(path)
-    row = _pick_face(marks, options.face_id, path)
-    points = marks.landmarks_478[row].astype(np.float64)
-    if options.crop:
-        x, y, w, h = marks.box_xywh[row]
-        side = max(w, h) / CROP_FACE_FRACTION
-        scale = options.size / side
-        cx, cy = x + w / 2, y + h / 2 - 0.05 * h  # a little above the box centre: room for hair
-        affine = np.array([[scale, 0, options.size / 2 - scale * cx], [0, scale, options.size / 2 - scale * cy]])
-        image = cv2.warpAffine(image, affine, (options.size, options.size), flags=cv2.INTER_AREA
-                               if scale < 1 else cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        points = np.concatenate([points[:, :2] @ affine[:, :2].T + affine[:, 2], points[:, 2:] * scale], axis=1)
-    else:
-        h, w = image.shape[:2]
-        image = np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
-    return Portrait(image, points, int(marks.face_id[row]))
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-class PortraitRenderer:
-    """Renders frames of one portrait from motion rows."""
-
-    def __init__(self, portrait: Portrait):
-        h, w = portrait.image.shape[:2]
-        self.rig = FaceRig(portrait.landmarks_478)
-        self.head_ring_mm = self.rig.head_ring_mm()
-        moving = np.concatenate([portrait.landmarks_478[:, :2], self.rig.to_image(self.head_ring_mm)[:, :2]])
-        self.warp = MeshWarp(moving, self.rig.fixed_ring_px(), w, h)
-        self.mouth = MouthPainter(portrait.image, portrait.landmarks_478)
-        self.lids = LidPainter(portrait.image, portrait.landmarks_478)
-        self.source = self.mouth.source_for_warp()
-        self._blinks = [FACE_CONTROLS.index("blink_right"), FACE_CONTROLS.index("blink_left")]
-
-    def render(self, controls: np.ndarray, head_pose_deg: np.ndarray, gaze_deg: np.ndarray) -> np.ndarray:
-        face = self.rig.pose(controls, head_pose_deg, gaze_deg)
-        ring = self.rig.to_image(self.head_ring_mm, head_pose_deg)
-        frame = self.warp.warp(self.source, np.concatenate([face[:, :2], ring[:, :2]]))
-        self.mouth.paint(frame, face)
-        self.lids.paint(frame, face, tuple(controls[self._blinks]))
-        return frame
-
-
 def render_video(portrait: Portrait, motion: Motion, output: Path, audio: Path, fps: float,
                  progress: ProgressCallback | None = None) -> None:
     renderer = PortraitRenderer(portrait)
@@ -173,7 +93,7 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
     The motion file is written last: resume takes it as the proof that the job is complete.
     """
     audio = Path(options.audio)
-    portrait = load_portrait(Path(source), options)
+    portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
     speech = analyse_speech(audio, options.transcript)
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
     if not options.motion_only:

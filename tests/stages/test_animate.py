@@ -24,7 +24,8 @@ from facecli.formats import read_table
 from facecli.geometry import umeyama
 from facecli.lipsync import mouth_aperture_px, score_lip_sync
 from facecli.speech import SpeechAnalysis, analyse_speech
-from facecli.stages.animate import AnimateOptions, animate, load_portrait, motion_path
+from facecli.portrait import load_portrait
+from facecli.stages.animate import animate, motion_path
 from tests.conftest import ASTRONAUT, CLIPS
 
 FPS = 25.0
@@ -129,7 +130,7 @@ def _smoothed(angle_deg: np.ndarray) -> np.ndarray:
 def portrait_landmarks(tmp: Path) -> np.ndarray:
     """facecli's landmarks on the portrait as the output frames it (cropped to 512 px)."""
     still = tmp / "portrait.png"
-    media.write_image(still, load_portrait(ASTRONAUT, AnimateOptions(audio="unused.wav", crop=True)).image)
+    media.write_image(still, load_portrait(ASTRONAUT, crop=True).image)
     return facecli.landmarks(still).landmarks_478[0].astype(np.float64)
 
 
