@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import wave
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facecli import speech
 from facecli.errors import InputError
 from facecli.media import ffmpeg_exe
 from facecli.speech import SAMPLE_RATE_HZ, SpeechAnalysis, analyse_speech, load_audio, pitch_yin
@@ -184,6 +186,43 @@ def test_chunked_recognition_covers_long_clip():
     for run in (a, whole):
         found = Counter(p.label for p in run.phones if p.label != "SIL")
         assert sum((expected & found).values()) / sum(expected.values()) >= 0.4
+
+
+@pytest.fixture(scope="module")
+def serial_0870() -> SpeechAnalysis:
+    return analyse_speech(CLIP_0870, chunk_s=3.0, workers=1)
+
+
+def test_parallel_recognition_matches_serial(monkeypatch, serial_0870):
+    started = []
+
+    class Recorded(speech._Worker):
+        def __init__(self) -> None:
+            super().__init__()
+            started.append(self)
+
+    monkeypatch.setattr(speech, "PARALLEL_MIN_S", 2.0)  # workers for this 7 s clip (3 chunks)
+    monkeypatch.setattr(speech, "_Worker", Recorded)
+    a = analyse_speech(CLIP_0870, chunk_s=3.0, workers=2)
+    assert len(started) == 2
+    assert all(w.proc.poll() is not None for w in started)  # stopped: no process outlives the call
+    assert a.phones == serial_0870.phones  # each chunk decodes as if alone, wherever it runs
+    assert_tiles(a)
+    assert sum(p.label != "SIL" for p in a.phones) > 40
+
+
+def test_recognition_survives_dead_workers(monkeypatch, serial_0870):
+    class Dead(speech._Worker):
+        def __init__(self) -> None:  # a worker that exits at once: its chunks are decoded in-process
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "pass"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    monkeypatch.setattr(speech, "PARALLEL_MIN_S", 2.0)
+    monkeypatch.setattr(speech, "_Worker", Dead)
+    a = analyse_speech(CLIP_0870, chunk_s=3.0, workers=2)
+    assert a.phones == serial_0870.phones
 
 
 def test_silence_is_not_an_error(tmp_path):
