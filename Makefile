@@ -33,7 +33,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
-	$(BIN)/python benchmarks/animate_bench.py
+	$(BIN)/python benchmarks/portraits.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -271,13 +271,13 @@ def machine() -> dict[str, str]:
     }
 
 
-ANIMATE_MARKER = "<!-- animate benchmarks: written by benchmarks/animate_bench.py -->"
+PORTRAITS_MARKER = "<!-- animate and reenact benchmarks: written by benchmarks/portraits.py -->"
 
 
 def write_docs(rows: list[Row], info: dict[str, str], quick: bool) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
     old = DOCS.read_text() if DOCS.exists() else ""
-    animate = ANIMATE_MARKER + old.split(ANIMATE_MARKER, 1)[1] if ANIMATE_MARKER in old else ""  # kept as is
+    portraits = PORTRAITS_MARKER + old.split(PORTRAITS_MARKER, 1)[1] if PORTRAITS_MARKER in old else ""  # kept
     DOCS.write_text(f"""# Benchmarks
 
 Written by `.venv/bin/python benchmarks/run.py --write-docs`{" with BENCH_QUICK=1" if quick else ""}
@@ -338,7 +338,7 @@ Where facecli's time goes: `.venv/bin/python benchmarks/profile_landmarks.py [--
   wall time; "(noisy)" marks a ratio whose wall times spread over 15%.
 - The memory test runs in the one-core placement only.
 
-{animate}""")
+{portraits}""")
     print(f"\nwrote {DOCS.relative_to(REPO)}")
 
 

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from .facemodel import RIGID_INDICES, mean_face
-from .geometry import rotation_from_euler_xyz, umeyama
+from .geometry import euler_xyz, rotation_from_euler_xyz, umeyama
 from .results import FACE_CONTROLS
 
 # Lip contours, corner to corner, image left to right. Pairs face each other across the mouth.
@@ -34,6 +34,12 @@ RIGHT_UPPER_LID = np.array([33, 246, 161, 160, 159, 158, 157, 173, 133])
 RIGHT_LOWER_LID = np.array([33, 7, 163, 144, 145, 153, 154, 155, 133])
 LEFT_UPPER_LID = np.array([263, 466, 388, 387, 386, 385, 384, 398, 362])
 LEFT_LOWER_LID = np.array([263, 249, 390, 373, 374, 380, 381, 382, 362])
+# The skin above each upper lid, in rows facing the lid's inner points: a closing lid takes its
+# fold (and the lashes just over the contour) down with it.
+UPPER_LID_FOLDS = {
+    33: ((np.array([247, 30, 29, 27, 28, 56, 190]), 0.6), (np.array([113, 225, 224, 223, 222, 221, 189]), 0.25)),
+    263: ((np.array([467, 260, 259, 257, 258, 286, 414]), 0.6), (np.array([342, 445, 444, 443, 442, 441, 413]), 0.25)),
+}
 RIGHT_BROW = np.array([70, 63, 105, 66, 107, 46, 53, 52, 65, 55])
 LEFT_BROW = np.array([300, 293, 334, 296, 336, 276, 283, 282, 295, 285])
 INNER_BROWS = np.array([107, 66, 55, 65, 336, 296, 285, 295])
@@ -45,6 +51,7 @@ LEFT_IRIS_POINTS = np.arange(473, 478)
 
 JAW_HINGE_MM = np.array([0.0, 30.0, 75.0])  # temporomandibular joints' axis, face frame
 JAW_MAX_DEG = 11.0  # jaw_open = 1: about 16 mm between the lips, a wide speaking opening
+JAW_FULL_GAP_MM = 13.0  # the lip gap of the mean face at jaw_open = 1
 NECK_PIVOT_MM = np.array([0.0, 45.0, 85.0])  # where nods and turns rotate about
 EYEBALL_RADIUS_MM = 12.0
 UPPER_LIP_SHARE = 0.35  # of a lip gap closed by the upper lip; the jaw closes the rest
@@ -82,6 +89,23 @@ def _weights() -> dict[str, np.ndarray]:
     nose = _falloff(v, NOSE_WINGS, 5.0)
     return {"jaw": jaw, "upper": upper, "lips": lips, "corners": corners, "brows": brows,
             "inner_brows": inner_brows, "nose": nose}
+
+
+@functools.cache
+def part_weights() -> dict[str, np.ndarray]:
+    """(478,) weights 0-1 of the face's parts, for moving them separately (``reenact --parts``):
+    ``mouth`` (lips, jaw, chin), ``eyes`` (lids, irises and the skin just around them) and
+    ``expression`` (the rest: brows, forehead, cheeks, nose). They sum to 1 at every point."""
+    v = mean_face().vertices_mm
+    w = _weights()
+    mouth = np.clip(np.maximum.reduce([w["jaw"], w["lips"], w["upper"]]), 0.0, 1.0)
+    lids = np.concatenate([RIGHT_UPPER_LID, RIGHT_LOWER_LID, LEFT_UPPER_LID, LEFT_LOWER_LID])
+    eyes = _falloff(v, lids, 3.0) * (1.0 - mouth)
+    eyes[np.concatenate([RIGHT_IRIS_POINTS, LEFT_IRIS_POINTS])] = 1.0
+    parts = {"mouth": mouth, "eyes": eyes, "expression": np.clip(1.0 - mouth - eyes, 0.0, 1.0)}
+    for array in parts.values():
+        array.setflags(write=False)
+    return parts
 
 
 def _lip_shapes() -> dict[str, np.ndarray]:
@@ -124,9 +148,9 @@ _LINEAR = ("lip_stretch", "lip_pucker", "lip_funnel", "upper_lip_raise", "lower_
 
 @functools.cache
 def _linear_basis() -> tuple[np.ndarray, np.ndarray]:
-    """(len(_LINEAR), V, 3) displacement basis and the control indices it belongs to."""
+    """(len(_LINEAR), V * 3) displacement basis and the control indices it belongs to."""
     shapes = _lip_shapes()
-    basis = np.stack([shapes[name] for name in _LINEAR])
+    basis = np.ascontiguousarray(np.stack([shapes[name] for name in _LINEAR]).reshape(len(_LINEAR), -1))
     basis.setflags(write=False)
     return basis, np.array([FACE_CONTROLS.index(name) for name in _LINEAR])
 
@@ -148,6 +172,7 @@ class FaceRig:
         model = mean_face().vertices_mm
         # face frame (mm) -> image (px): x_img = s R X + t
         self.scale, self.rotation, self.translation = umeyama(model[RIGID_INDICES], points[RIGID_INDICES])
+        self.pose_rad = euler_xyz(self.rotation)  # rx, ry, rz
         self.portrait_px = points
         self.shape_mm = (points - self.translation) @ self.rotation / self.scale
         self.rest_mm = self._close_lips(self.shape_mm, 1.0)
@@ -172,8 +197,9 @@ class FaceRig:
         """Face-frame points (mm) to image px, turned by (yaw, pitch, roll) degrees about the neck."""
         camera = self.scale * face_mm @ self.rotation.T
         if head_pose_deg is not None and np.any(head_pose_deg):
+            # added to the portrait's own angles, each on its own axis
             yaw, pitch, roll = np.radians(head_pose_deg)
-            turn = rotation_from_euler_xyz(np.array([pitch, yaw, roll]))
+            turn = rotation_from_euler_xyz(self.pose_rad + [pitch, yaw, roll]) @ self.rotation.T
             pivot = self.scale * NECK_PIVOT_MM @ self.rotation.T
             camera = (camera - pivot) @ turn.T + pivot
         return camera + self.translation
@@ -191,7 +217,7 @@ class FaceRig:
             opened = _rotate_x(face, JAW_HINGE_MM, np.radians(JAW_MAX_DEG * c["jaw_open"]))
             face += w["jaw"][:, None] * (opened - face)
         basis, index = _linear_basis()
-        face += np.tensordot(np.asarray(controls, np.float64)[index], basis, axes=1)
+        face += (np.asarray(controls, np.float64)[index] @ basis).reshape(face.shape)
         face = self._close_lips(face, c["lip_close"])
         self._move_irises(face, gaze_deg)
         for upper, lower, iris, blink in ((RIGHT_UPPER_LID, RIGHT_LOWER_LID, RIGHT_IRIS_POINTS, c["blink_right"]),
@@ -204,16 +230,7 @@ class FaceRig:
         """Bring the lips together by ``amount`` (0-1) of their gap, each pair across the mouth."""
         if amount <= 0:
             return face
-        gap = np.maximum(face[LOWER_INNER_LIP[1:-1], 1] - face[UPPER_INNER_LIP[1:-1], 1], 0.0) * amount
-        w = _weights()
-        out = face.copy()
-        # Points around the mouth follow the middle of the lips; the lips themselves their own pair.
-        middle = gap[len(gap) // 2]
-        out[:, 1] += middle * (UPPER_LIP_SHARE * w["upper"] - (1.0 - UPPER_LIP_SHARE) * w["jaw"] * w["lips"])
-        for upper, lower in ((UPPER_INNER_LIP, LOWER_INNER_LIP), (UPPER_OUTER_LIP, LOWER_OUTER_LIP)):
-            out[upper[1:-1], 1] = face[upper[1:-1], 1] + UPPER_LIP_SHARE * gap
-            out[lower[1:-1], 1] = face[lower[1:-1], 1] - (1.0 - UPPER_LIP_SHARE) * gap
-        return out
+        return set_lip_gaps(face, lip_gaps_mm(face) * (1.0 - amount))
 
     @staticmethod
     def _move_irises(face: np.ndarray, gaze_deg: np.ndarray) -> None:
@@ -225,16 +242,48 @@ class FaceRig:
     @staticmethod
     def _lids(face: np.ndarray, upper: np.ndarray, lower: np.ndarray, iris: np.ndarray,
               blink: float, wide: float, squint: float) -> None:
-        """Slide the lids: a blink brings the upper lid (85%) and the lower lid (15%) together;
-        the iris between them is squeezed with the opening so the lid covers it."""
-        inner_up, inner_low = upper[1:-1], lower[1:-1]
-        top, bottom = face[inner_up, 1].copy(), face[inner_low, 1].copy()
-        gap = bottom - top
-        new_top = top + 0.85 * blink * gap - 1.5 * wide * (1.0 - blink)
-        new_bottom = bottom - 0.15 * blink * gap - 1.5 * squint
-        # irises: y mapped linearly from the old opening to the new one (at the eye's centre)
-        old_t, old_b = top.mean(), bottom.mean()
-        new_t, new_b = new_top.mean(), new_bottom.mean()
-        rel = (face[iris, 1] - old_t) / max(old_b - old_t, 1e-6)
-        face[iris, 1] = new_t + rel * (new_b - new_t)
-        face[inner_up, 1], face[inner_low, 1] = new_top, new_bottom
+        """Slide the lids: a blink brings the upper lid (85%) and the lower lid (15%) together."""
+        gap = face[lower[1:-1], 1] - face[upper[1:-1], 1]
+        move_lids(face, upper, lower, iris, 0.85 * blink * gap - 1.5 * wide * (1.0 - blink),
+                  0.15 * blink * gap + 1.5 * squint)
+
+
+def lip_gaps_mm(face: np.ndarray) -> np.ndarray:
+    """(9,) vertical gaps between the facing inner-lip points (corners excluded), never negative."""
+    return np.maximum(face[LOWER_INNER_LIP[1:-1], 1] - face[UPPER_INNER_LIP[1:-1], 1], 0.0)
+
+
+def set_lip_gaps(face: np.ndarray, target_mm: np.ndarray) -> np.ndarray:
+    """The face with its inner-lip gaps at ``target_mm`` (9,): the upper lip takes
+    UPPER_LIP_SHARE of each change, the lower lip (the jaw) the rest; points around the mouth
+    follow the middle of the lips, the lips themselves their own pair."""
+    change = lip_gaps_mm(face) - np.maximum(target_mm, 0.0)  # > 0 closes
+    w = _weights()
+    out = face.copy()
+    middle = change[len(change) // 2]
+    out[:, 1] += middle * (UPPER_LIP_SHARE * w["upper"] - (1.0 - UPPER_LIP_SHARE) * w["jaw"] * w["lips"])
+    for upper, lower in ((UPPER_INNER_LIP, LOWER_INNER_LIP), (UPPER_OUTER_LIP, LOWER_OUTER_LIP)):
+        out[upper[1:-1], 1] = face[upper[1:-1], 1] + UPPER_LIP_SHARE * change
+        out[lower[1:-1], 1] = face[lower[1:-1], 1] - (1.0 - UPPER_LIP_SHARE) * change
+    return out
+
+
+def lid_gap_mm(face: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> float:
+    """Mean opening of one eye, between its facing lid points."""
+    return float(np.mean(face[lower[1:-1], 1] - face[upper[1:-1], 1]))
+
+
+def move_lids(face: np.ndarray, upper: np.ndarray, lower: np.ndarray, iris: np.ndarray,
+              upper_down_mm: np.ndarray | float, lower_up_mm: np.ndarray | float) -> None:
+    """Move one eye's lid contours (in place); the iris between them is squeezed with the
+    opening (y mapped linearly from the old opening to the new), so a closing lid covers it."""
+    inner_up, inner_low = upper[1:-1], lower[1:-1]
+    top, bottom = face[inner_up, 1].copy(), face[inner_low, 1].copy()
+    new_top, new_bottom = top + upper_down_mm, bottom - lower_up_mm
+    old_t, old_b = top.mean(), bottom.mean()
+    new_t, new_b = new_top.mean(), new_bottom.mean()
+    rel = np.clip((face[iris, 1] - old_t) / max(old_b - old_t, 0.5), -1.0, 2.0)  # an iris stays near its eye
+    face[iris, 1] = new_t + rel * (new_b - new_t)
+    for row, share in UPPER_LID_FOLDS[int(upper[0])]:
+        face[row, 1] += share * (new_top - top)
+    face[inner_up, 1], face[inner_low, 1] = new_top, new_bottom

@@ -8,7 +8,7 @@ creases), inverted by fixed-point iteration (the
 output pixel q samples the source at p with p + d(p) = q), and applied with one
 ``cv2.remap``. Only the box that the moving points can reach is computed.
 
-Used by ``animate`` and ``reenact``; cost ~3 ms a frame at 512 x 512 on one core.
+Used by ``animate`` and ``reenact``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,18 @@ class MeshWarp:
         x1, y1 = np.ceil(np.minimum(fixed.max(axis=0), [width - 1, height - 1])).astype(int)
         self.box = (x0, y0, x1 + 1, y1 + 1)
         self._weights = self._barycentric(Delaunay(points), x0, y0, x1 + 1, y1 + 1)
-        gx, gy = np.meshgrid(np.arange(x0, x1 + 1, dtype=np.float32), np.arange(y0, y1 + 1, dtype=np.float32))
-        self._base_x, self._base_y = gx, gy
+        rows, cols = self._grid_shape
+        offset = (GRID_STEP_PX - 1) / 2
+        self._origin = np.array([x0 + offset, y0 + offset], np.float32)  # node (0, 0), px
+        self._grid_px = np.dstack(np.meshgrid(self._origin[0] + GRID_STEP_PX * np.arange(cols, dtype=np.float32),
+                                              self._origin[1] + GRID_STEP_PX * np.arange(rows, dtype=np.float32)))
 
     def _barycentric(self, tri: Delaunay, x0: int, y0: int, x1: int, y1: int) -> sparse.csr_matrix:
         """Sparse (grid pixels, moving points) matrix: a displacement field from point displacements."""
-        gx, gy = np.meshgrid(np.arange(x0, x1 + GRID_STEP_PX, GRID_STEP_PX, dtype=np.float64),
-                             np.arange(y0, y1 + GRID_STEP_PX, GRID_STEP_PX, dtype=np.float64))
+        # nodes at x0 + (step-1)/2 + step*k: where cv2.resize by ``step`` puts the centre of pixel k
+        offset = (GRID_STEP_PX - 1) / 2
+        gx, gy = np.meshgrid(x0 + offset + np.arange(0, x1 - x0 + GRID_STEP_PX, GRID_STEP_PX, dtype=np.float64),
+                             y0 + offset + np.arange(0, y1 - y0 + GRID_STEP_PX, GRID_STEP_PX, dtype=np.float64))
         self._grid_shape = gx.shape
         grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
         simplex = tri.find_simplex(grid)
@@ -74,26 +79,27 @@ class MeshWarp:
         return sparse.csr_matrix((bary.ravel()[keep], (rows[keep], vertices.ravel()[keep])),
                                  shape=(len(grid), len(self.source)))
 
-    def maps(self, moved_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Source sampling maps (x, y), float32, for the warp box: output pixel -> source pixel."""
+    def map(self, moved_px: np.ndarray) -> np.ndarray:
+        """(h, w, 2) float32 source position (x, y) of each pixel of the warp box.
+
+        The inverse is found on the coarse grid (q = p + d(p), solved by evaluating d at the
+        current estimate of p), then upsampled (the nodes sit where ``cv2.resize`` expects them,
+        so the upsampled map is exact where the motion is smooth).
+        """
         delta = np.asarray(moved_px, np.float64)[:, :2] - self.source
         field = (self._weights @ delta).astype(np.float32).reshape(*self._grid_shape, 2)
+        source = self._grid_px - field
+        for _ in range(INVERSE_ITERATIONS):
+            at = (source - self._origin) / GRID_STEP_PX  # where p falls on the grid
+            source = self._grid_px - cv2.remap(field, at[..., 0], at[..., 1], cv2.INTER_LINEAR,
+                                               borderMode=cv2.BORDER_REPLICATE)
         x0, y0, x1, y1 = self.box
-        field = cv2.resize(field, None, fx=GRID_STEP_PX, fy=GRID_STEP_PX, interpolation=cv2.INTER_LINEAR)
-        field = np.ascontiguousarray(field[: y1 - y0, : x1 - x0])
-        dx, dy = field[..., 0], field[..., 1]
-        map_x, map_y = self._base_x - dx, self._base_y - dy
-        for _ in range(INVERSE_ITERATIONS):  # q = p + d(p): evaluate d at the current estimate of p
-            local_x, local_y = map_x - x0, map_y - y0
-            dx = cv2.remap(field[..., 0], local_x, local_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            dy = cv2.remap(field[..., 1], local_x, local_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            map_x, map_y = self._base_x - dx, self._base_y - dy
-        return map_x, map_y
+        full = cv2.resize(source, None, fx=GRID_STEP_PX, fy=GRID_STEP_PX, interpolation=cv2.INTER_LINEAR)
+        return full[: y1 - y0, : x1 - x0]
 
     def warp(self, image: np.ndarray, moved_px: np.ndarray) -> np.ndarray:
         """The image with its points moved to ``moved_px`` (M, 2+) px; pixels outside the box are kept."""
-        map_x, map_y = self.maps(moved_px)
         out = image.copy()
         x0, y0, x1, y1 = self.box
-        out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        out[y0:y1, x0:x1] = cv2.remap(image, self.map(moved_px), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return out

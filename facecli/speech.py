@@ -34,6 +34,7 @@ Contours, one value per 10 ms frame (frame t covers samples [160 t, 160 t + 160)
 from __future__ import annotations
 
 import json
+import functools
 import multiprocessing
 import os
 import re
@@ -255,7 +256,10 @@ def _decoder(**options: object):
     return pocketsphinx.Decoder(hmm=os.path.join(_model_dir(), "en-us"), loglevel="FATAL", lm=None, **options)
 
 
+@functools.cache
 def _phone_decoder():
+    """One phone decoder per process, built on first use (~0.4 s: the models load) and reused:
+    each chunk starts from a clean state (_recognise_phones), so files do not affect each other."""
     model = os.path.join(_model_dir(), "en-us-phone.lm.bin")
     # Context-dependent phones (allphone_ci=False) and a low LM weight: on the three test clips this
     # finds 76-79% of the transcript phones, against 48-73% with the context-independent default.

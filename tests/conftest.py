@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import facecli
-from facecli.media import iter_frames, read_image
+from facecli.media import ffmpeg_exe, iter_frames, read_image
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT = DATA / "astronaut.png"  # NASA portrait, public domain: one smiling face
@@ -78,3 +80,41 @@ def first_frames(path: Path, count: int) -> list[np.ndarray]:
         if len(frames) == count:
             break
     return frames
+
+
+def ffmpeg(*args: str) -> None:
+    """Run the bundled ffmpeg to make test media."""
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """float samples in [-1, 1] (or int16) as a mono 16-bit wav."""
+    pcm = samples if samples.dtype == np.int16 else (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def concatenate_wavs(parts: list[Path], target: Path) -> Path:
+    """16 kHz mono 16-bit wav files, one after the other."""
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        for part in parts:
+            with wave.open(str(part)) as w:
+                out.writeframes(w.readframes(w.getnframes()))
+    return target
+
+
+@pytest.fixture(scope="session")
+def bad_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Inputs that must fail cleanly: no face, no audio stream, garbage, an empty file."""
+    tmp = tmp_path_factory.mktemp("bad_media")
+    files = {"wall": tmp / "wall.png", "mute": tmp / "mute.mp4", "garbage": tmp / "noise.wav", "empty": tmp / "empty.mp4"}
+    facecli.media.write_image(files["wall"], np.full((200, 200, 3), 120, np.uint8))
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=160x120:d=1", "-pix_fmt", "yuv420p", str(files["mute"]))
+    files["garbage"].write_bytes(np.random.default_rng(0).bytes(5000))
+    files["empty"].write_bytes(b"")
+    return files

@@ -5,6 +5,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(facecli.__all__) == [
         "BackendUnavailable", "FacecliError", "Faces", "InputError", "Landmarks", "Motion", "NoFaceFound",
         "OutputError", "UsageError", "__version__", "animate", "detect", "landmarks", "read_header", "read_table",
+        "reenact",
     ]
     for name in facecli.__all__:
         assert hasattr(facecli, name)

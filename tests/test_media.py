@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,8 @@ from PIL import Image
 
 from facecli import media
 from facecli.errors import InputError, OutputError, UsageError
-
-DATA = Path(__file__).parent / "data"
-ASTRONAUT = DATA / "astronaut.png"
-HOPPER = DATA / "grace_hopper.jpg"
-MEGAMIND = DATA / "Megamind.avi"
-SPEECH = sorted(Path("/work/shared/data/speech").glob("*.wav"))
-
-
-def ffmpeg(*args: str) -> None:
-    """Run the bundled ffmpeg to make test media."""
-    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+from tests.conftest import ASTRONAUT, CLIPS, MEGAMIND, ffmpeg
+from tests.conftest import GRACE_HOPPER as HOPPER
 
 
 def make_mp4(path: Path, *extra: str, seconds: float = 1.0, size: str = "64x48") -> Path:
@@ -303,9 +293,8 @@ def test_early_close_leaves_no_ffmpeg_process():
 # --------------------------------------------------------------------------- writing video
 
 
-@pytest.mark.skipif(not SPEECH, reason="no speech samples in /work/shared/data/speech")
 def test_video_writer_roundtrip_with_audio(tmp_path):
-    audio = shutil.copy(SPEECH[0], tmp_path / "speech.wav")
+    audio = shutil.copy(CLIPS["0870"][0], tmp_path / "speech.wav")
     out = tmp_path / "clip.mp4"
     with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio) as writer:
         for k in range(30):

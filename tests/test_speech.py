@@ -13,34 +13,16 @@ import pytest
 
 from facecli import speech
 from facecli.errors import InputError
-from facecli.media import ffmpeg_exe
 from facecli.speech import SAMPLE_RATE_HZ, SpeechAnalysis, analyse_speech, load_audio, pitch_yin
+from tests.conftest import CLIPS, ffmpeg, write_wav
 
-SPEECH = Path(__file__).parent / "data" / "speech"
-CLIP_0870 = SPEECH / "sense_and_sensibility_01_austen_64kb-0870.wav"
-CLIP_0880 = SPEECH / "sense_and_sensibility_01_austen_64kb-0880.wav"
-TEXT_0870 = (
-    "and mister john dashwood had then leisure to consider how much there might be prudently in his power to do for them"
-)
-TEXT_0880 = "he was not an ill disposed young man"
+CLIP_0870, TEXT_0870 = CLIPS["0870"]
+CLIP_0880, TEXT_0880 = CLIPS["0880"]
 
 
 def wav_duration_s(path: Path) -> float:
     with wave.open(str(path)) as w:
         return w.getnframes() / w.getframerate()
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE_HZ) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def assert_tiles(analysis: SpeechAnalysis) -> None:

@@ -16,6 +16,7 @@ from .detect import detect
 from .doctor import doctor
 from .landmarks import landmarks
 from .planned import PLANNED, planned_command
+from .reenact import reenact
 
 app = typer.Typer(
     name="facecli", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.command()(detect)
 app.command()(landmarks)
 app.command()(animate)
+app.command()(reenact)
 for _name in PLANNED:
     app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         planned_command(_name))

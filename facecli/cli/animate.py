@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .. import media
-from ..batch import Job, expand_inputs
+from ..batch import Job
 from ..errors import UsageError
 from ..motion import EXPRESSIONS
 from ..stages.animate import AnimateOptions, animate_file, motion_path
-from . import common
+from . import common, pairs
 
 Expression = Enum("Expression", {name: name for name in EXPRESSIONS}, type=str)  # type: ignore[misc]
-VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
 
 
 def animate(
@@ -71,7 +68,11 @@ def animate(
     settings = {k: values[k] for k in ("fps", "intensity", "head_motion", "blink_rate", "seed", "crop", "size",
                                        "face_id", "motion_only", "livelink")}
     settings["expression"] = Expression(values["expression"]).value
-    rows = _job_rows(values["jobs"]) if values["jobs"] else _argument_rows(values, text)
+    if values["jobs"]:
+        rows = pairs.job_rows(values["jobs"], ("portrait", "audio", "output", "transcript"))
+    else:
+        rows = [(*row[:3], text) for row in pairs.argument_rows(
+            values["paths"], values["output"], values["recursive"], values["glob"], ("portrait", "audio file"))]
     cues_path = values["cues"]
     job_list = []
     for portrait, audio, video, row_text in rows:
@@ -81,10 +82,7 @@ def animate(
         options = AnimateOptions(audio=str(audio), transcript=row_text, cues=cue_file, **settings)
         marker = motion_path(video)
         job_list.append(Job(portrait, marker if options.motion_only else video, None, animate_file, options, marker))
-    common.refuse_collisions(job_list)
-    values["inputs"], values["output"], values["preview"] = [], None, None
-    values["format"] = common.FileFormat.parquet
-    common.execute(common.batch_options(values), job_list)
+    common.execute_pairs(values, job_list)
 
 
 def _transcript(text: str | None, path: Path | None) -> str | None:
@@ -96,62 +94,3 @@ def _transcript(text: str | None, path: Path | None) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the transcript ({exc}); give a UTF-8 text file", path) from exc
-
-
-Row = tuple[Path, Path, Path, Optional[str]]
-
-
-def _argument_rows(values: dict, text: str | None) -> list[Row]:
-    paths = values["paths"] or []
-    if len(paths) < 2:
-        raise UsageError("give one or more portraits, then one audio file (or --jobs jobs.csv)")
-    audio = Path(paths[-1])
-    named = {Path(p) for p in paths[:-1]}  # named files are kept: a video fails with its own line
-    portraits = [p for p in expand_inputs(paths[:-1], values["recursive"], values["glob"])
-                 if p in named or media.is_image_path(p)]
-    if not portraits:
-        raise UsageError("no portrait images found; give image files or folders of them")
-    out = values["output"]
-    single_file = out is not None and out.suffix.lower() in VIDEO_OUTPUTS
-    if single_file and len(portraits) > 1:
-        raise UsageError(f"{len(portraits)} portraits cannot all write {out}; give a folder to -o", out)
-    if out is not None and not single_file:
-        _make_folder(out)
-    rows = []
-    for portrait in portraits:
-        video = out if single_file else (out or portrait.parent) / f"{portrait.stem}_{audio.stem}.mp4"
-        rows.append((portrait, audio, video, text))
-    return rows
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
-
-
-def _job_rows(jobs_csv: Path) -> list[Row]:
-    """Rows of portrait, audio, output[, transcript]; a first row naming the columns is skipped."""
-    try:
-        with jobs_csv.open(newline="", encoding="utf-8") as fh:
-            table = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"cannot read the jobs file ({exc}); give a CSV of portrait,audio,output rows",
-                         jobs_csv) from exc
-    if table and table[0][0].strip().lower() == "portrait":
-        table = table[1:]
-    base = jobs_csv.parent
-    rows = []
-    for number, cells in enumerate(table, start=1):
-        if len(cells) not in (3, 4):
-            raise UsageError(f"row {number} has {len(cells)} columns; need portrait,audio,output[,transcript]",
-                             jobs_csv)
-        portrait, audio, video = (base / cells[i].strip() for i in range(3))
-        if video.suffix.lower() not in VIDEO_OUTPUTS:
-            raise UsageError(f"row {number}: the output must be a {'/'.join(VIDEO_OUTPUTS)} file", jobs_csv)
-        _make_folder(video.parent)
-        rows.append((portrait, audio, video, cells[3].strip() or None if len(cells) == 4 else None))
-    if not rows:
-        raise UsageError("the jobs file has no rows", jobs_csv)
-    return rows

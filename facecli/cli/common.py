@@ -178,6 +178,13 @@ def execute(opts: BatchOptions, jobs: list[Job]) -> None:
     raise typer.Exit(summary.exit_code)
 
 
+def execute_pairs(values: dict[str, Any], jobs: list[Job]) -> None:
+    """``execute`` for commands whose jobs name their own outputs (animate, reenact)."""
+    refuse_collisions(jobs)
+    values = {**values, "inputs": [], "output": None, "preview": None, "format": FileFormat.parquet}
+    execute(batch_options(values), jobs)
+
+
 def _run_with_progress(opts: BatchOptions, jobs: list[Job]) -> BatchSummary:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:

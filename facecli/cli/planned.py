@@ -12,7 +12,6 @@ PLANNED = {
     "stabilize": "Remove rigid head motion: aligned face videos and rigid alignment of 3D meshes.",
     "reconstruct": "Per-frame metric 3D face mesh, head pose and expression parameters.",
     "classify": "Action units and expressions, with an explanation.",
-    "reenact": "A portrait driven by a driving video.",
 }
 
 

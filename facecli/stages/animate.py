@@ -9,6 +9,7 @@ same speech can drive other renderers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..errors import UsageError
 from ..motion import MotionOptions, generate_motion
 from ..portrait import Portrait, PortraitRenderer, load_portrait
 from ..results import Motion
-from ..speech import analyse_speech
+from ..speech import SpeechAnalysis, analyse_speech
 from .common import FileStats, ProgressCallback
 ENCODER_PRESET = "veryfast"  # 512 x 512 encodes at ~2 ms a frame, in ffmpeg's own process
 
@@ -86,6 +87,13 @@ def _motion_header(portrait_path: Path, audio: Path, options: AnimateOptions, sp
     return header
 
 
+@functools.lru_cache(maxsize=2)
+def _speech(audio: str, sha256_quick: str, transcript: str | None) -> SpeechAnalysis:
+    """Speech analysis, once per audio file (and transcript) in a batch of portraits; the hash
+    keeps a changed file from being served stale."""
+    return analyse_speech(audio, transcript)
+
+
 def animate_file(source: Path, output: Path, options: AnimateOptions, preview: Path | None = None,
                  progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: portrait ``source`` + ``options.audio`` -> video ``output`` and its motion files.
@@ -94,7 +102,7 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
     """
     audio = Path(options.audio)
     portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
-    speech = analyse_speech(audio, options.transcript)
+    speech = _speech(str(audio.resolve()), formats.quick_hash(audio) if audio.is_file() else "", options.transcript)
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
     if not options.motion_only:
         render_video(portrait, motion, output, audio, options.fps, progress)

@@ -7,8 +7,6 @@ astronaut's face at 512 px), where the landmarks resolve the mouth well.
 
 from __future__ import annotations
 
-import subprocess
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +17,13 @@ import facecli
 from facecli import media
 from facecli.errors import InputError, NoFaceFound
 from facecli.face_rig import RIGHT_LOWER_LID, RIGHT_UPPER_LID
-from facecli.facemodel import RIGID_INDICES, mean_face
 from facecli.formats import read_table
-from facecli.geometry import umeyama
 from facecli.lipsync import mouth_aperture_px, score_lip_sync
 from facecli.speech import SpeechAnalysis, analyse_speech
 from facecli.portrait import load_portrait
 from facecli.stages.animate import animate, motion_path
-from tests.conftest import ASTRONAUT, CLIPS
+from tests.conftest import ASTRONAUT, CLIPS, concatenate_wavs, write_wav
+from tests.measures import shape_error
 
 FPS = 25.0
 
@@ -77,39 +74,9 @@ def test_lip_sync(clips, clip):
     assert score.loudness_r >= 0.5
 
 
-def identity_points() -> np.ndarray:
-    """Mesh points away from the mouth, jaw, lids and brows: they must keep the portrait's shape."""
-    v = mean_face().vertices_mm
-    mouth_line = v[[61, 291], 1].mean()
-    moving = {*range(468, 478)}
-    for centre in (*RIGHT_UPPER_LID, *RIGHT_LOWER_LID, 159, 386, 145, 374, 263, 362, 105, 334, 66, 296, 70, 300):
-        moving |= set(np.flatnonzero(np.linalg.norm(v - v[centre], axis=1) < 10.0).tolist())
-    mirror = facecli.facemodel.MIRROR_INDEX
-    moving |= {int(mirror[i]) for i in moving}
-    return np.array([i for i in range(468) if i not in moving and v[i, 1] < mouth_line - 12.0])
-
-
-def shape_error(marks: facecli.Landmarks, reference: np.ndarray) -> np.ndarray:
-    """(N,) mean 2D distance of the identity points to the reference, px, after a 3D similarity
-    fit on the rigid points removes the head pose."""
-    keep = identity_points()
-    errors = []
-    for points in marks.landmarks_478.astype(np.float64):
-        s, rot, t = umeyama(points[RIGID_INDICES], reference[RIGID_INDICES])
-        aligned = s * points @ rot.T + t
-        errors.append(np.linalg.norm(aligned[keep, :2] - reference[keep, :2], axis=1).mean())
-    return np.array(errors)
-
-
 def test_identity_does_not_drift_over_30_seconds(tmp_path):
     """All three clips twice (31 s): the face keeps its shape, first seconds to last."""
-    long = tmp_path / "long.wav"
-    parts = [CLIPS[c][0] for c in sorted(CLIPS)] * 2
-    with wave.open(str(long), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
-        for part in parts:
-            with wave.open(str(part)) as w:
-                out.writeframes(w.readframes(w.getnframes()))
+    long = concatenate_wavs([CLIPS[c][0] for c in sorted(CLIPS)] * 2, tmp_path / "long.wav")
     r = render(tmp_path, long, None)
     assert len(r.marks) >= 30 * FPS
     reference = portrait_landmarks(tmp_path)
@@ -144,11 +111,7 @@ def test_head_motion_zero_keeps_the_head_still(tmp_path):
 
 
 def test_silence_keeps_the_mouth_closed_and_blinks(tmp_path):
-    silent = tmp_path / "silence.wav"
-    with wave.open(str(silent), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
-        out.writeframes(b"\0\0" * 16000 * 6)
-    r = render(tmp_path, silent, None)
+    r = render(tmp_path, write_wav(tmp_path / "silence.wav", np.zeros(16000 * 6)), None)
     points = r.marks.landmarks_478
     iod = np.linalg.norm(points[:, 468, :2] - points[:, 473, :2], axis=1)
     assert (mouth_aperture_px(points) / iod).max() < 0.04  # closed: under 4% of the eye distance
@@ -167,51 +130,26 @@ def test_motion_and_exchange_files(clips, tmp_path):
     assert {"SIL", "AA", "P", "M"} <= said
 
 
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-@pytest.fixture(scope="module")
-def bad_inputs(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("bad")
-    no_face = tmp / "wall.png"
-    media.write_image(no_face, np.full((256, 256, 3), 128, np.uint8))
-    mute = tmp / "mute.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1", "-pix_fmt", "yuv420p", str(mute))
-    garbage = tmp / "noise.wav"
-    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
-    empty = tmp / "empty.wav"
-    empty.write_bytes(b"")
-    return {"no_face": no_face, "mute": mute, "garbage": garbage, "empty": empty}
-
-
 @pytest.mark.parametrize("case, error, words", [
     ("no_face", NoFaceFound, "no face"),
     ("mute", InputError, "no audio"),
     ("garbage", InputError, "cannot decode"),
     ("empty", InputError, "empty"),
 ])
-def test_bad_inputs(bad_inputs, tmp_path, case, error, words):
-    portrait = bad_inputs[case] if case == "no_face" else ASTRONAUT
-    audio = CLIPS["0880"][0] if case == "no_face" else bad_inputs[case]
+def test_bad_inputs(bad_media, tmp_path, case, error, words):
+    portrait = bad_media["wall"] if case == "no_face" else ASTRONAUT
+    audio = CLIPS["0880"][0] if case == "no_face" else bad_media[case]
     out = tmp_path / "out.mp4"
     with pytest.raises(error, match=words):
         animate(portrait, audio, out)
     assert not out.exists() and not motion_path(out).exists()
 
 
-def _silence(path: Path, seconds: float) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
-        out.writeframes(b"\0\0" * int(16000 * seconds))
-    return path
-
-
 def test_odd_sized_portrait_gives_an_even_video_of_its_own_size(tmp_path):
     odd = tmp_path / "odd.png"
     media.write_image(odd, media.read_image(ASTRONAUT)[20:321, 100:399])  # 301 x 299
     out = tmp_path / "odd.mp4"
-    animate(odd, _silence(tmp_path / "quiet.wav", 1.0), out)
+    animate(odd, write_wav(tmp_path / "quiet.wav", np.zeros(16000)), out)
     info = media.probe(out)
     assert (info.width, info.height) == (298, 300)
 
@@ -222,7 +160,7 @@ def test_face_id_picks_which_face_moves(tmp_path, group_composite):
     marks = facecli.landmarks(path)
     largest = int(marks.face_id[np.argmax(marks.box_xywh[:, 2] * marks.box_xywh[:, 3])])
     other = int(marks.face_id[np.argsort(marks.box_xywh[:, 2])[-2]])  # the second largest
-    quiet = _silence(tmp_path / "quiet.wav", 3.0)
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(3 * 16000))
     assert animate(path, quiet, tmp_path / "default.mp4", motion_only=True).face_id[0] == largest
     animate(path, quiet, tmp_path / "other.mp4", face_id=other, blink_rate=60, head_motion=3)
     still = media.read_image(path).astype(int)
