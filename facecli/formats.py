@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_output
 from .errors import InputError
-from .results import FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion
+from .results import FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion, Stabilization
 
 FORMAT_VERSION = 1
 HEADER_KEY = b"facecli"
@@ -101,6 +101,17 @@ MOTION_COLUMNS = [
 ]
 
 
+STABILIZE_COLUMNS = [
+    *_common(None),
+    Columns("shot", ("shot",), "%d"),
+    Columns("status", ("status",), "%d"),
+    Columns("transform_2x3", tuple(f"m{r}{c}" for r in range(2) for c in range(3)), "%.6f",
+            lambda v: v.reshape(len(v), 6), lambda v: v.reshape(len(v), 2, 3)),
+    Columns("inverse_2x3", tuple(f"inv_m{r}{c}" for r in range(2) for c in range(3)), "%.6f",
+            lambda v: v.reshape(len(v), 6), lambda v: v.reshape(len(v), 2, 3)),
+]
+
+
 @dataclass(frozen=True)
 class StageFormat:
     name: str  # "faces", "landmarks": the middle part of the file name
@@ -112,6 +123,7 @@ FORMATS = {
     "faces": StageFormat("faces", Faces, FACES_COLUMNS),
     "landmarks": StageFormat("landmarks", Landmarks, LANDMARKS_COLUMNS),
     "motion": StageFormat("motion", Motion, MOTION_COLUMNS),
+    "stabilize": StageFormat("stabilize", Stabilization, STABILIZE_COLUMNS),
 }
 
 

@@ -170,3 +170,25 @@ class Motion(FaceTable):
     def control(self, name: str) -> np.ndarray:
         """(N,) one control's weights, e.g. ``motion.control("jaw_open")``."""
         return self.face_controls[:, FACE_CONTROLS.index(name)]
+
+
+@dataclasses.dataclass(kw_only=True)
+class Stabilization(FaceTable):
+    """Per-frame transforms of ``facecli stabilize`` for one face, one row per output frame.
+
+    ``transform_2x3`` maps source-frame px to output px (``cv2.warpAffine``'s matrix);
+    ``inverse_2x3`` maps output px back to the source frame (paste processed crops back).
+    ``status``: 0 the face was measured in this frame, 1 interpolated across a short gap,
+    2 held (a long gap, or before the face appears in its shot).
+    """
+
+    transform_2x3: np.ndarray
+    inverse_2x3: np.ndarray
+    status: np.ndarray
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "transform_2x3": ((2, 3), np.float64),
+        "inverse_2x3": ((2, 3), np.float64),
+        "status": ((), np.int8),
+    }

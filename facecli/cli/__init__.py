@@ -17,6 +17,7 @@ from .doctor import doctor
 from .landmarks import landmarks
 from .planned import PLANNED, planned_command
 from .reenact import reenact
+from .stabilize import stabilize
 
 app = typer.Typer(
     name="facecli", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -28,6 +29,7 @@ app.command()(detect)
 app.command()(landmarks)
 app.command()(animate)
 app.command()(reenact)
+app.command()(stabilize)
 for _name in PLANNED:
     app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         planned_command(_name))

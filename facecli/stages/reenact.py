@@ -33,8 +33,7 @@ from ..results import FACE_CONTROLS, Motion
 from ..retarget import PARTS, DriverFrame, Retargeter, estimate_controls, eye_openness_mm, lip_gaps_mm, mouth_width_mm
 from .animate import ENCODER_PRESET, live_link_path, motion_path
 from .common import FileStats, ProgressCallback
-from .detect import DetectOptions
-from .landmarks import LandmarkOptions, landmarks_file
+from .tracks import landmarks_source, track_rows
 
 LENGTHS = ("driving", "source", "shortest")
 
@@ -81,22 +80,6 @@ class DrivingTrack:
     open_eyes_mm: np.ndarray  # (2,) the driver's open-eye lid gaps (90th percentile)
 
 
-def _landmarks_of(path: Path, folder: Path, what: str) -> Path:
-    """A landmarks file for the ``what`` video ``path``: itself, or made into ``folder``
-    (smoothed: a driver's jitter would show)."""
-    if formats.stage_of(path) == "landmarks":
-        formats.read_header(path)  # complete and readable, or a one-line error
-        return path
-    if media.probe(path).kind != "video":
-        raise InputError(f"the {what} must be a video (or a landmarks file of one)", path)
-    out = folder / f"{path.stem}.landmarks.parquet"
-    try:
-        landmarks_file(path, out, LandmarkOptions(smooth=True, detect=DetectOptions()))
-    except NoFaceFound as exc:
-        raise NoFaceFound(f"no face found in the {what}; use one with a visible face", path) from exc
-    return out
-
-
 def _features(path: Path) -> dict[str, np.ndarray]:
     """Pass 1: per row of every track, what choosing the track and its reference needs."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("face_id", "frame", "mouth", "eyes", "pose")}
@@ -122,15 +105,8 @@ def _neutral_row(mouth: np.ndarray, eyes: np.ndarray, pose: np.ndarray) -> int:
     return int(np.argmin(score))
 
 
-def _rows(path: Path, face_id: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame index, landmarks, rotation_rad) of one track, in frame order, streamed."""
-    for batch in formats.iter_batches(path):
-        for row in np.flatnonzero(batch.face_id == face_id):
-            yield int(batch.frame_index[row]), batch.landmarks_478[row].astype(np.float64), batch.rotation_rad[row]
-
-
 def driving_track(path: Path, options: ReenactOptions, folder: Path) -> DrivingTrack:
-    marks_path = _landmarks_of(path, folder, "driving video")
+    marks_path = landmarks_source(path, folder, "driving video")
     header = formats.read_header(marks_path)
     features = _features(marks_path)
     if not features:
@@ -149,7 +125,7 @@ def driving_track(path: Path, options: ReenactOptions, folder: Path) -> DrivingT
     else:
         raise UsageError(f"driving face {face_id} is not in frame {options.ref_frame}; it is in frames "
                          f"{frames.min()}-{frames.max()}", path)
-    reference = next(DriverFrame.from_landmarks(points, rot) for f, points, rot in _rows(marks_path, face_id) if f == ref)
+    reference = next(DriverFrame.from_landmarks(points, rot) for f, points, rot in track_rows(marks_path, face_id) if f == ref)
     source = header["source"]
     return DrivingTrack(marks_path, Path(source["path"]), face_id, int(header.get("frames_processed", 0)),
                         float(source.get("fps") or 25.0), reference, ref,
@@ -170,7 +146,7 @@ class _SourceFrames:
             self.frames = None
             return
         self.still = None
-        self.marks_path = _landmarks_of(path, folder, "source video")
+        self.marks_path = landmarks_source(path, folder, "source video")
         features = _features(self.marks_path)
         if not features:
             raise NoFaceFound("no face found in the source video; use one with a visible face", path)
@@ -192,7 +168,7 @@ class _SourceFrames:
         if self.still is not None:
             while True:
                 yield self.still.image, self.still.landmarks_478
-        rows = _rows(self.marks_path, self.face_id)
+        rows = track_rows(self.marks_path, self.face_id)
         pending = next(rows, None)
         for frame in media.iter_frames(self.path):
             while pending is not None and pending[0] < frame.index:
@@ -256,7 +232,7 @@ def reenact_file(source: Path, output: Path, options: ReenactOptions, preview: P
 def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: ReenactOptions, output: Path,
             progress: ProgressCallback | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Render ``n`` frames; returns each frame's (controls, head pose, gaze) for the motion file."""
-    driver = _rows(track.landmarks_file, track.face_id)
+    driver = track_rows(track.landmarks_file, track.face_id)
     pending = next(driver, None)
     last: DriverFrame = track.reference
     # a source video keeps its own head pose
