@@ -34,6 +34,7 @@ test-fast: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/portraits.py
+	$(BIN)/python benchmarks/stabilize_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

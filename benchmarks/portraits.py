@@ -37,7 +37,7 @@ import numpy as np
 
 from memory import peak_memory
 from run import PORTRAITS_MARKER as MARKER
-from run import DOCS, REPO, Row, at_most, facecli_command, machine, markdown_table, section, text_table
+from run import DOCS, REPO, Row, replace_section, at_most, facecli_command, machine, markdown_table, section, text_table
 
 from facecli import media
 from facecli.lipsync import score_lip_sync
@@ -200,10 +200,7 @@ def bench_reenact(folder: Path) -> list[Row]:
 
 def write_docs(rows: list[Row], info: dict[str, str]) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    text = text.split(MARKER)[0].rstrip() + f"""
-
-{MARKER}
+    replace_section(MARKER, f"""
 ## animate and reenact
 
 Written by `.venv/bin/python benchmarks/portraits.py --write-docs` (`make bench` runs it
@@ -227,8 +224,7 @@ the Python process while ffmpeg encodes on the other core.
   `facecli.retarget.agreement`, as the tests.
 - Memory: `facecli animate --crop` in a child process (phone recognition: forced alignment
   is limited to 120 s of audio); peaks as in the landmarks memory test above.
-"""
-    DOCS.write_text(text)
+""")
     print(f"\nwrote {DOCS.relative_to(REPO)}")
 
 

@@ -272,12 +272,28 @@ def machine() -> dict[str, str]:
 
 
 PORTRAITS_MARKER = "<!-- animate and reenact benchmarks: written by benchmarks/portraits.py -->"
+STABILIZE_MARKER = "<!-- stabilize benchmarks: written by benchmarks/stabilize_bench.py -->"
+SECTION_START = "<!-- "  # every section other scripts write begins with such a marker line
+
+
+def replace_section(marker: str, body: str) -> None:
+    """Put ``marker`` + ``body`` in docs/benchmarks.md in place of that marker's old section (up
+    to the next marker), or at the end; the other sections are kept as they are."""
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if marker in text:
+        before, after = text.split(marker, 1)
+        rest = after.find("\n" + SECTION_START)
+        after = after[rest + 1:] if rest >= 0 else ""
+    else:
+        before, after = text, ""
+    DOCS.write_text(before.rstrip() + "\n\n" + marker + "\n" + body.strip() + "\n" + ("\n" + after if after else ""))
 
 
 def write_docs(rows: list[Row], info: dict[str, str], quick: bool) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
     old = DOCS.read_text() if DOCS.exists() else ""
-    portraits = PORTRAITS_MARKER + old.split(PORTRAITS_MARKER, 1)[1] if PORTRAITS_MARKER in old else ""  # kept
+    first = min((old.find(m) for m in (PORTRAITS_MARKER, STABILIZE_MARKER) if m in old), default=-1)
+    portraits = old[first:] if first >= 0 else ""  # the other scripts' sections, kept as they are
     DOCS.write_text(f"""# Benchmarks
 
 Written by `.venv/bin/python benchmarks/run.py --write-docs`{" with BENCH_QUICK=1" if quick else ""}

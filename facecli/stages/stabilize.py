@@ -16,7 +16,8 @@ frame's 2x3 transform and its inverse, so processed crops can be pasted back.
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,10 @@ from .. import formats, media
 from ..errors import NoFaceFound, UsageError
 from ..facemodel import mean_face
 from ..geometry import umeyama
-from ..results import Stabilization
+from ..results import Landmarks, Stabilization
 from .animate import ENCODER_PRESET
 from .common import FileStats, ProgressCallback
-from .tracks import landmarks_source
+from .landmarks import LandmarkOptions, iter_landmarks
 
 # Eye corners, nose bridge, temples: points expression hardly moves.
 STABLE_POINTS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 127, 356, 162, 389])
@@ -123,71 +124,6 @@ def _smooth(params: np.ndarray, sigma_frames: float) -> np.ndarray:
     return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(params.shape[1])], axis=1)
 
 
-@dataclass
-class Plan:
-    """Everything the render pass needs, per frame."""
-
-    transforms: np.ndarray  # (F, 2, 3) source px -> output px
-    status: np.ndarray  # (F,)
-    shot: np.ndarray  # (F,)
-    out_size: tuple[int, int]  # width, height
-
-
-def _track_params(marks: Path, chosen: dict[int, int], frames: int, template: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per frame: parameters of the chosen face (``chosen``: shot -> face id), whether it was
-    measured there, and the shot (frames without any face keep the shot before them)."""
-    params = np.zeros((frames, 4))
-    measured = np.zeros(frames, bool)
-    shots: dict[int, int] = {}
-    for batch in formats.iter_batches(marks):
-        for row in range(len(batch)):
-            frame, shot = int(batch.frame_index[row]), int(batch.shot[row])
-            shots[frame] = shot
-            if frame < frames and chosen.get(shot) == int(batch.face_id[row]):
-                params[frame] = _similarity(batch.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
-                measured[frame] = True
-    shot = np.zeros(frames, np.int64)
-    last = 0
-    for f in range(frames):
-        last = shots.get(f, last)
-        shot[f] = last
-    return params, measured, shot
-
-
-def plan(marks: Path, info: media.MediaInfo, frames: int, options: StabilizeOptions, chosen: dict[int, int]) -> Plan:
-    template = template_points(options)
-    params, measured, shot = _track_params(marks, chosen, frames, template)
-    fps = info.fps or 25.0
-    status = np.full(frames, HELD, np.int8)
-    covered = np.zeros(frames, bool)  # frames of shots in which the face appears
-    for s in np.unique(shot):
-        part = shot == s
-        if not measured[part].any():
-            continue
-        p = params[part]
-        status[part] = _fill_gaps(p, measured[part], int(round(MAX_GAP_S * fps)))
-        p = _smooth(p, options.smooth_s * fps)
-        if options.keep_scale:
-            p[:, 0] = np.median(p[:, 0])
-        if options.keep_rotation:
-            p[:, 1] = np.median(p[:, 1])
-        params[part], covered[part] = p, True
-    _hold_uncovered(params, covered)
-    transforms = np.stack([_matrix(p, template) for p in params])
-    size = (options.size, options.size)
-    if options.mode == "frame":
-        transforms, size = _frame_mode(transforms, shot, info, template, options)
-    return Plan(transforms, status, shot, size)
-
-
-def _hold_uncovered(params: np.ndarray, covered: np.ndarray) -> None:
-    """Shots without the face hold the transform of the frame before them (or after, at the start)."""
-    known = np.flatnonzero(covered)
-    for frame in np.flatnonzero(~covered):
-        before = known[known < frame]
-        params[frame] = params[before[-1] if before.size else known[0]]
-
-
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """2x3 of ``a`` after ``b``."""
     return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
@@ -197,41 +133,104 @@ def _invert(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(m)
 
 
-def _frame_mode(transforms: np.ndarray, shot: np.ndarray, info: media.MediaInfo, template: np.ndarray,
-                options: StabilizeOptions) -> tuple[np.ndarray, tuple[int, int]]:
-    """Whole frames, moved so the face stays at its median place, size and roll in each shot."""
-    w, h = info.width - info.width % 2, info.height - info.height % 2
-    out = np.empty_like(transforms)
-    for s in np.unique(shot):
-        part = np.flatnonzero(shot == s)
-        median = np.median([_similarity_of(transforms[i]) for i in part], axis=0)
-        back = _invert(_matrix(median, template))  # template -> where the face sits on average
-        moved = np.stack([_compose(back, transforms[i]) for i in part])
-        if options.border == "crop":
-            moved = _zoom_to_cover(moved, w, h)
-        out[part] = moved
-    return out, (w, h)
+class _Stream:
+    """Per-frame similarity parameters in; finished transforms out, ``lag`` frames later.
+
+    A frame is finished on a window around it (the frames since its shot began, up to 2 lags
+    back, and ``lag`` ahead): short gaps interpolated, long ones held, then the zero-phase
+    Gaussian. Only the parameters of past frames are kept (4 numbers a frame), never images.
+    """
+
+    def __init__(self, options: StabilizeOptions, fps: float, template: np.ndarray, frame_size: tuple[int, int]):
+        self.options, self.template = options, template
+        self.sigma = options.smooth_s * fps
+        self.max_gap = int(round(MAX_GAP_S * fps))
+        self.lag = max(int(np.ceil(3 * self.sigma)), self.max_gap) + 1
+        self.params: list[np.ndarray] = []
+        self.measured: list[bool] = []
+        self.shot: list[int] = []
+        self.first_of_shot: dict[int, int] = {}
+        self.frozen: dict[int, np.ndarray] = {}  # shot -> its first finished (scale, angle), for keep_*
+        w, h = frame_size  # before any face: a centred crop of the frame
+        self.last = np.array([np.log(options.size / min(w, h)), 0.0, w / 2, h / 2])
+        self.done = 0
+
+    def push(self, params: np.ndarray | None, shot: int) -> None:
+        self.first_of_shot.setdefault(shot, len(self.shot))
+        self.params.append(params if params is not None else np.zeros(4))
+        self.measured.append(params is not None)
+        self.shot.append(shot)
+
+    def ready(self, final: bool = False) -> list[tuple[int, np.ndarray, int]]:
+        """(frame, params, status) of the frames that can be finished now."""
+        out = []
+        while self.done < len(self.shot) and (final or len(self.shot) - self.done > self.lag):
+            out.append((self.done, *self._finish(self.done)))
+            self.done += 1
+        return out
+
+    def _finish(self, f: int) -> tuple[np.ndarray, int]:
+        shot = self.shot[f]
+        lo = max(self.first_of_shot[shot], f - 2 * self.lag)
+        hi = f + 1
+        while hi < len(self.shot) and hi <= f + self.lag and self.shot[hi] == shot:
+            hi += 1
+        measured = np.array(self.measured[lo:hi])
+        if not measured.any():
+            return self.last, HELD
+        params = np.array(self.params[lo:hi])
+        status = _fill_gaps(params, measured, self.max_gap)[f - lo]
+        finished = _smooth(params, self.sigma)[f - lo]
+        frozen = self.frozen.setdefault(shot, finished[:2].copy())
+        if self.options.keep_scale:
+            finished[0] = frozen[0]
+        if self.options.keep_rotation:
+            finished[1] = frozen[1]
+        self.last = finished
+        return finished, int(status)
 
 
-def _similarity_of(m: np.ndarray) -> np.ndarray:
-    """(log scale, angle, tx, ty) of a similarity 2x3, for taking medians."""
-    return np.array([np.log(np.hypot(m[0, 0], m[1, 0])), np.arctan2(m[1, 0], m[0, 0]), m[0, 2], m[1, 2]])
+class _Framing:
+    """Finished parameters -> the 2x3 transform of the output: the crop, or (frame mode) the
+    whole frame moved so the face stays where it was at the start of its shot."""
+
+    def __init__(self, options: StabilizeOptions, template: np.ndarray, frame_size: tuple[int, int]):
+        self.options, self.template = options, template
+        w, h = frame_size
+        self.size = (options.size, options.size) if options.mode == "crop" else (w - w % 2, h - h % 2)
+        self.reference: dict[int, np.ndarray] = {}  # shot -> template -> frame at the shot's start
+        self.zoom: dict[int, float] = {}  # shot -> the zoom hiding borders so far (--border crop)
+
+    def transform(self, params: np.ndarray, shot: int) -> np.ndarray:
+        crop = _matrix(params, self.template)
+        if self.options.mode == "crop":
+            return crop
+        back = self.reference.setdefault(shot, _invert(crop))
+        moved = _compose(back, crop)
+        if self.options.border == "crop":
+            self.zoom[shot] = max(self.zoom.get(shot, 1.0), _cover_zoom(moved, *self.size))
+            moved = _compose(_zoom_matrix(self.zoom[shot], *self.size), moved)
+        return moved
 
 
-def _zoom_to_cover(moved: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Zoom about the centre just enough that no frame shows a border (for --border crop)."""
+def _zoom_matrix(zoom: float, w: int, h: int) -> np.ndarray:
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    return np.array([[zoom, 0, (1 - zoom) * cx], [0, zoom, (1 - zoom) * cy]])
+
+
+def _cover_zoom(moved: np.ndarray, w: int, h: int) -> float:
+    """The smallest zoom about the centre (2% steps) at which this frame shows no border. A
+    shot keeps its largest so far: a zoom that only grows never pumps."""
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
-    centre = np.array([(w - 1) / 2, (h - 1) / 2])
+    inv = _invert(moved)
     zoom = 1.0
-    for m in moved:
-        inv = _invert(m)
-        for _ in range(40):  # the smallest zoom whose corners all land inside this frame
-            back = (centre + (corners - centre) / zoom) @ inv[:, :2].T + inv[:, 2]
-            if (back >= 0).all() and (back[:, 0] <= w - 1).all() and (back[:, 1] <= h - 1).all():
-                break
-            zoom *= 1.02
-    scale = np.array([[zoom, 0, (1 - zoom) * centre[0]], [0, zoom, (1 - zoom) * centre[1]]])
-    return np.stack([_compose(scale, m) for m in moved])
+    for _ in range(60):
+        back = _compose(inv, _invert(_zoom_matrix(zoom, w, h)))
+        points = corners @ back[:, :2].T + back[:, 2]
+        if (points >= 0).all() and (points[:, 0] <= w - 1).all() and (points[:, 1] <= h - 1).all():
+            break
+        zoom *= 1.02
+    return zoom
 
 
 # --------------------------------------------------------------------------- the stage
@@ -254,64 +253,95 @@ def stabilized_path(output: Path) -> Path:
     return output.with_name(output.name.replace(".stabilize.parquet", ".stabilized.mp4"))
 
 
-def _faces(marks: Path, options: StabilizeOptions, source: Path) -> dict[int, int]:
-    """shot -> the face followed in it: ``face_id`` where it appears, else each shot's longest
-    track (a cut starts new track ids, so the main face is picked again after each cut)."""
-    counts: dict[tuple[int, int], int] = {}
-    for batch in formats.iter_batches(marks):
-        for shot, face_id in zip(batch.shot.tolist(), batch.face_id.tolist()):
-            counts[shot, face_id] = counts.get((shot, face_id), 0) + 1
-    if not counts:
-        raise NoFaceFound("no face found in the video; use one with a visible face", source)
-    if options.face_id is not None:
-        chosen = {shot: face for shot, face in counts if face == options.face_id}
-        if not chosen:
-            ids = sorted({face for _, face in counts})
-            raise UsageError(f"no face with id {options.face_id}; the video has ids {', '.join(map(str, ids))}", source)
-        return chosen
-    chosen: dict[int, int] = {}
-    for (shot, face), n in sorted(counts.items()):
-        if n > counts.get((shot, chosen.get(shot, -1)), 0):
-            chosen[shot] = face
-    return chosen
+class _Follower:
+    """Which face each frame's transform follows: ``face_id``, else the current track while it
+    lasts, then the largest face (a cut starts new ids, so the main face is found again)."""
+
+    def __init__(self, face_id: int | None):
+        self.wanted, self.current = face_id, None
+
+    def pick(self, rows: Landmarks) -> int | None:
+        """Row of the followed face in this frame's rows, or None."""
+        ids = rows.face_id.tolist()
+        if self.wanted is not None:
+            return ids.index(self.wanted) if self.wanted in ids else None
+        if self.current not in ids:
+            if not ids:
+                return None
+            self.current = ids[int(np.argmax(rows.box_xywh[:, 2] * rows.box_xywh[:, 3]))]
+        return ids.index(self.current)
+
+
+def _frames_with_rows(source: Path, frames: int) -> Iterator[Landmarks]:
+    """Each frame's landmark rows: computed live from media, or read from a landmarks file."""
+    if formats.stage_of(source) != "landmarks":
+        for _, rows in iter_landmarks(source, LandmarkOptions()):
+            yield rows
+        return
+    pending: list[Landmarks] = []
+    for batch in formats.iter_batches(source):
+        pending.append(batch)
+    table = Landmarks.concat(pending) if pending else Landmarks.empty()
+    for f in range(frames):
+        yield table[table.frame_index == f]
 
 
 def stabilize_file(source: Path, output: Path, options: StabilizeOptions, preview: Path | None = None,
                    progress: ProgressCallback | None = None) -> FileStats:
-    """The batch worker: a video (or its landmarks file) -> ``output`` (the transforms) and
-    the stabilized video beside it. The transforms file is written last (resume's proof)."""
-    with tempfile.TemporaryDirectory(prefix="facecli-stabilize-") as tmp:
-        marks = landmarks_source(Path(source), Path(tmp), "video", smooth=False)
-        header = formats.read_header(marks)
-        video = Path(header["source"]["path"])
-        info = media.probe(video)
-        frames = int(header.get("frames_processed", 0))
-        chosen = _faces(marks, options, Path(source))
-        the_plan = plan(marks, info, frames, options, chosen)
-    _render(video, info, the_plan, options, stabilized_path(output), progress)
-    rows = Stabilization(
-        frame_index=np.arange(frames), timestamp_s=np.arange(frames) / (info.fps or 25.0),
-        face_id=np.array([chosen.get(int(s), -1) for s in the_plan.shot]), shot=the_plan.shot, transform_2x3=the_plan.transforms,
-        inverse_2x3=np.stack([_invert(m) for m in the_plan.transforms]), status=the_plan.status)
-    settings: dict[str, Any] = asdict(options)
-    with formats.TableWriter(output, "stabilize", formats.make_header("stabilize", "facecli", settings, video, info,
-                                                                     Path(source))) as writer:
-        writer.write(rows)
-        writer.close(frames=frames, output_size=list(the_plan.out_size))
-    return FileStats(frames=frames, rows=frames, faces=1)
+    """The batch worker: a video (or a faces or landmarks file of one) -> ``output`` (the
+    transforms) and the stabilized video beside it, in one pass: a second decoder reads the
+    frames ``lag`` frames behind the landmarks. The transforms file is written last."""
+    source = Path(source)
+    video = Path(formats.read_header(source)["source"]["path"]) if formats.stage_of(source) else source
+    info = media.probe(video)
+    frames = int(formats.read_header(source).get("frames_processed", 0)) if formats.stage_of(source) else 0
+    fps = info.fps or 25.0
+    template = template_points(options)
+    stream = _Stream(options, fps, template, (info.width, info.height))
+    framing = _Framing(options, template, (info.width, info.height))
+    follower = _Follower(options.face_id)
+    rows: list[tuple[np.ndarray, int, int, int]] = []  # transform, status, shot, face id per frame
+    shot = face = 0
+    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=video if info.has_audio else None,
+                           preset=ENCODER_PRESET) as writer, closing(media.iter_frames(video, info)) as decoded:
+        for marks in _frames_with_rows(source, frames):
+            row = follower.pick(marks)
+            shot = int(marks.shot[0]) if len(marks) else shot
+            face = int(marks.face_id[row]) if row is not None else face
+            stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
+                        if row is not None else None, shot)
+            _emit(stream.ready(), stream, framing, decoded, writer, rows, face, options, progress)
+        _emit(stream.ready(final=True), stream, framing, decoded, writer, rows, face, options, progress)
+        if not any(status != HELD for _, status, _, _ in rows):
+            raise NoFaceFound("no face found in the video; use one with a visible face", source)
+    _write_table(output, rows, fps, options, video, info, source, framing.size)
+    return FileStats(frames=len(rows), rows=len(rows), faces=len({f for *_, f in rows}))
 
 
-def _render(video: Path, info: media.MediaInfo, the_plan: Plan, options: StabilizeOptions, out: Path,
-            progress: ProgressCallback | None) -> None:
-    width, height = the_plan.out_size
-    with media.VideoWriter(out, width, height, info.fps or 25.0, audio_from=video if info.has_audio else None,
-                           preset=ENCODER_PRESET) as writer:
-        for frame in media.iter_frames(video, info):
-            if frame.index >= len(the_plan.transforms):
-                break
-            writer.write(_warp(frame.image, the_plan.transforms[frame.index], (width, height), options))
-            if progress:
-                progress(1)
+def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, decoded: Iterator,
+          writer: media.VideoWriter, rows: list, face: int, options: StabilizeOptions,
+          progress: ProgressCallback | None) -> None:
+    for index, params, status in finished:
+        frame = next(decoded)
+        transform = framing.transform(params, stream.shot[index])
+        writer.write(_warp(frame.image, transform, framing.size, options))
+        rows.append((transform, status, stream.shot[index], face))
+        if progress:
+            progress(1)
+
+
+def _write_table(output: Path, rows: list, fps: float, options: StabilizeOptions, video: Path,
+                 info: media.MediaInfo, source: Path, size: tuple[int, int]) -> None:
+    n = len(rows)
+    transforms = np.stack([r[0] for r in rows])
+    table = Stabilization(
+        frame_index=np.arange(n), timestamp_s=np.arange(n) / fps, face_id=[r[3] for r in rows],
+        shot=[r[2] for r in rows], transform_2x3=transforms, inverse_2x3=np.stack([_invert(m) for m in transforms]),
+        status=[r[1] for r in rows])
+    header = formats.make_header("stabilize", "facecli", asdict(options), video, info, source)
+    with formats.TableWriter(output, "stabilize", header) as writer:
+        writer.write(table)
+        writer.close(frames=n, output_size=list(size))
 
 
 def stabilize(video: str | Path, output: str | Path, **options: Any) -> Stabilization:

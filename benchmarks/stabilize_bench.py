@@ -1,0 +1,100 @@
+"""facecli stabilize benchmarks (``make bench``): crop-mode speed against landmarks alone, and
+the mesh-mode error table (benchmarks/mesh_align.py).
+
+Speed: frames per second of ``stabilize`` (crop mode, 512 x 512, default options) on the
+example video, against the landmarks stage alone on the same video, in the same run, on the
+whole machine (the encoder and the second decoder run on the other core). Target: >= 0.8.
+
+    .venv/bin/python benchmarks/stabilize_bench.py [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import facecli  # noqa: F401 - first: it sets up NumPy's thread pool before NumPy loads
+
+from run import DOCS, REPO, STABILIZE_MARKER, Row, machine, markdown_table, replace_section, section, text_table
+
+from facecli.stages.landmarks import LandmarkOptions, landmarks_file
+from facecli.stages.stabilize import StabilizeOptions, stabilize_file
+
+EXAMPLE = REPO / "examples" / "Megamind.avi"
+MIN_RATIO = 0.8
+
+
+def best_of(runs: int, work) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_speed(folder: Path) -> list[Row]:
+    section("stabilize, crop mode 512 x 512, against landmarks alone (best of 3, after a warm-up)")
+    frames = 270
+    landmarks_file(EXAMPLE, folder / "warm.landmarks.parquet", LandmarkOptions())
+    ours = best_of(3, lambda: stabilize_file(EXAMPLE, folder / "Megamind.stabilize.parquet", StabilizeOptions()))
+    alone = best_of(3, lambda: landmarks_file(EXAMPLE, folder / "Megamind.landmarks.parquet", LandmarkOptions()))
+    ratio = alone / ours
+    print(f"  stabilize {frames / ours:.1f} frames/s, landmarks alone {frames / alone:.1f} frames/s: {ratio:.2f}",
+          flush=True)
+    return [Row("stabilize crop: frames/s | landmarks alone", f"{frames / ours:.1f} | {frames / alone:.1f}"),
+            Row("stabilize crop / landmarks alone (frames/s)", f"{ratio:.2f}", f">= {MIN_RATIO}",
+                "PASS" if ratio >= MIN_RATIO else "MISS")]
+
+
+def mesh_table() -> str:
+    section("mesh mode: rotation and translation error against plain Kabsch (benchmarks/mesh_align.py)")
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("mesh_align.py")), "--markdown"],
+                          capture_output=True, text=True, check=True)
+    print(done.stdout, flush=True)
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="facecli-stabilize-bench-"))
+    try:
+        rows = bench_speed(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    meshes = mesh_table()
+    section("summary")
+    print(text_table(rows))
+    if args.write_docs:
+        info = machine() | {"CPU": f"{machine()['CPU'].split(',')[0]}, {os.cpu_count()} cores (all used)"}
+        about = "\n".join(f"- {key}: {value}" for key, value in info.items())
+        replace_section(STABILIZE_MARKER, f"""
+## stabilize
+
+Written by `.venv/bin/python benchmarks/stabilize_bench.py --write-docs` (`make bench` runs it).
+Speed on the example video, the whole machine; both runs in this one process, best of 3 after a
+warm-up. The mesh table comes from `benchmarks/mesh_align.py` (its docstring tells how the
+synthetic set is made).
+
+{about}
+
+{markdown_table(rows)}
+
+### Mesh mode: pose error against plain Kabsch
+
+{meshes}
+""")
+        print(f"\nwrote {DOCS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
