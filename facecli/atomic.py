@@ -31,7 +31,8 @@ def atomic_output(final_path: str | Path) -> Iterator[Path]:
             prefix=f".{final_path.stem}.", suffix=f".part{final_path.suffix}", dir=final_path.parent
         )
     except OSError as exc:
-        raise OutputError(f"cannot write here ({exc.strerror}); choose another -o folder", final_path.parent) from exc
+        raise OutputError(f"cannot write it in {final_path.parent} ({exc.strerror}); choose another place",
+                          final_path) from exc
     os.close(fd)
     tmp_path = Path(tmp_name)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any file

@@ -35,6 +35,10 @@ class Job:
     run: Callable[..., FileStats]  # run(source, output, options, preview, progress)
     options: Any
     marker: Path | None = None  # the stage file whose header proves the job done (default: output)
+    extra_inputs: tuple[Path, ...] = ()  # other files it reads (speech, a driving video)
+
+    def targets(self) -> list[Path]:
+        return [p for p in (self.output, self.preview, self.marker) if p is not None]
 
 
 @dataclass
@@ -118,7 +122,8 @@ def is_complete(job: Job) -> bool:
         return False
     try:
         header = formats.read_header(marker)
-        same_input = header["input"]["sha256_quick"] == formats.quick_hash(job.source)
+        same_input = header["input"]["sha256_quick"] == formats.quick_hash(job.source) and all(
+            formats.quick_hash(Path(extra["path"])) == extra["sha256_quick"] for extra in header.get("extra_inputs", []))
         wanted = json.loads(json.dumps(asdict(job.options)))  # as the header stores them
         return same_input and all(header["settings"].get(k) == v for k, v in wanted.items())
     except (FacecliError, KeyError, OSError):

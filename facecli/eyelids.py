@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .face_rig import LEFT_LOWER_LID, LEFT_UPPER_LID, RIGHT_LOWER_LID, RIGHT_UPPER_LID, UPPER_LID_FOLDS
+from .geometry import curve_y_at
 
 SHIFT = 4  # fixed-point bits for sub-pixel drawing
 EYES = ((RIGHT_UPPER_LID, RIGHT_LOWER_LID), (LEFT_UPPER_LID, LEFT_LOWER_LID))
@@ -58,8 +59,8 @@ class LidPainter:
         cv2.fillPoly(mask, [np.round((outline - offset) * (1 << SHIFT)).astype(np.int32)], 255, cv2.LINE_AA, SHIFT)
         cover = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 1.0)[..., None] * alpha
         # the lid darkens a little towards its edge, where the lashes are
-        edge_y = np.interp(np.arange(x0, x1), points[upper, 0], points[upper, 1])[None, :]
-        top_y = np.interp(np.arange(x0, x1), outline[1:-len(lower) + 1, 0], outline[1:-len(lower) + 1, 1])[None, :]
+        edge_y = curve_y_at(np.arange(x0, x1), points[upper, :2])[None, :]
+        top_y = curve_y_at(np.arange(x0, x1), outline[1:-len(lower) + 1])[None, :]
         ys = np.arange(y0, y1, dtype=np.float64)[:, None]
         depth = np.clip((ys - top_y) / np.maximum(edge_y - top_y, 1.0), 0.0, 1.0)
         shade = (1.0 - 0.18 * depth**2)[..., None]

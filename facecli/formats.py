@@ -151,14 +151,16 @@ def quick_hash(path: Path, block: int = 1 << 20) -> str:
 
 
 def make_header(stage_format: str, backend: str, settings: dict[str, Any], source: Path, media: Any,
-                input_path: Path | None = None) -> dict[str, Any]:
+                input_path: Path | None = None, extra_inputs: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The provenance header every stage file carries.
 
     ``source`` is the media; ``input_path`` what the stage read, when that was an earlier
     stage's file (resume compares its hash, so a redone faces file redoes its landmarks).
     """
     input_path = input_path or source
+    extra = [{"path": str(p.resolve()), "sha256_quick": quick_hash(p)} for p in extra_inputs]
     return {
+        "extra_inputs": extra,  # other files read (speech, a driving video): resume redoes when they change
         "format": f"facecli.{stage_format}",
         "format_version": FORMAT_VERSION,
         "facecli_version": __version__,

@@ -120,3 +120,10 @@ def rotation_from_euler_xyz(angles: np.ndarray) -> np.ndarray:
     rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     return rot_x @ rot_y @ rot_z
+
+
+def curve_y_at(xs: np.ndarray, curve_px: np.ndarray) -> np.ndarray:
+    """y of a polyline (K, 2) at ``xs``, whichever way it runs (np.interp needs increasing x;
+    the left eye's contours, for one, run right to left)."""
+    order = np.argsort(curve_px[:, 0])
+    return np.interp(xs, curve_px[order, 0], curve_px[order, 1])

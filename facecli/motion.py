@@ -93,8 +93,8 @@ EXPRESSIONS: dict[str, dict[str, float]] = {
 # The jaw follows the vowels; consonants shape the lips and tongue more than the jaw opening.
 CONSONANT_JAW_DOMINANCE = 0.5
 SILENCE_DOMINANCE = np.array([3.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])  # pauses close the jaw first
-OPEN_VOWEL_JAW_DOMINANCE = 6.0
-LOUDNESS_RANGE_DB = 20.0  # the jaw opens less for sounds this far below the speech's loud peaks  # open vowels open the jaw even when short and between consonants
+OPEN_VOWEL_JAW_DOMINANCE = 6.0  # open vowels open the jaw even when short and between consonants
+LOUDNESS_RANGE_DB = 20.0  # the jaw opens less for sounds this far below the speech's loud peaks
 
 HEAD_SWAY_DEG = np.array([4.0, 4.5, 1.2])  # yaw, pitch, roll standard deviation while speaking
 NOD_DEG = 2.5
@@ -150,7 +150,7 @@ def mouth_controls(speech: SpeechAnalysis, times_s: np.ndarray) -> np.ndarray:
     for phone in speech.phones:
         duration = max(phone.end_s - phone.start_s, min_duration)
         centre = 0.5 * (phone.start_s + phone.end_s)
-        reach = 0.5 * duration + 0.01  # dominance falls to 1/e at the phone's edge plus XX ms
+        reach = 0.5 * duration + 0.01  # dominance falls to 1/e 10 ms past the phone's edge
         lo, hi = np.searchsorted(times_s, [centre - 6 * reach, centre + 6 * reach])
         if hi <= lo:
             continue

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .face_rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+from .geometry import curve_y_at
 
 SHIFT = 4  # fixed-point bits for sub-pixel polygon drawing
 CAVITY_RGB = np.array([84.0, 28.0, 32.0])
@@ -71,6 +72,8 @@ class MouthPainter:
         if not self.has_teeth:
             return out
         x0, y0, x1, y1 = self._box(self.rest_px)
+        if x1 <= x0 or y1 <= y0:  # the mouth lies outside the picture
+            return out
         alpha = _mask((y1 - y0, x1 - x0), self.rest_px, np.array([x0, y0]), 0.7)[..., None]
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = (patch * (1 - alpha) + self.seam_rgb * alpha).astype(np.uint8)
@@ -99,8 +102,7 @@ class MouthPainter:
         h, w = shape
         xs = np.arange(w, dtype=np.float32) + offset[0]
         ys = np.arange(h, dtype=np.float32)[:, None] + offset[1]
-        upper = np.interp(xs, moved[UPPER_INNER_LIP, 0], moved[UPPER_INNER_LIP, 1])
-        lower = np.interp(xs, moved[LOWER_INNER_LIP, 0], moved[LOWER_INNER_LIP, 1])
+        upper, lower = (curve_y_at(xs, moved[lip, :2]) for lip in (UPPER_INNER_LIP, LOWER_INNER_LIP))
         depth = np.clip((ys - upper) / np.maximum(lower - upper, 0.5), 0.0, 1.0)  # 0 upper lip, 1 lower
         left, right = moved[UPPER_INNER_LIP[0], 0], moved[UPPER_INNER_LIP[-1], 0]
         across = np.clip(np.abs(xs - 0.5 * (left + right)) / max(0.5 * (right - left), 1.0), 0.0, 1.0)

@@ -316,7 +316,7 @@ def _recognise_phones(decoder, pcm: np.ndarray) -> list[tuple[str, int, int]]:
     decoder.start_utt()
     decoder.process_raw(pcm.astype("<i2").tobytes(), full_utt=True)
     decoder.end_utt()
-    return [(_label(s.word), s.start_frame, s.end_frame + 1) for s in decoder.seg()]
+    return [(_label(s.word), s.start_frame, s.end_frame + 1) for s in decoder.seg() or []]  # None: nothing heard
 
 
 def _serve_recognition() -> None:

@@ -238,3 +238,10 @@ def test_pitch_and_loudness_on_speech(recognised_0880):
     assert np.mean((pitched >= 70) & (pitched <= 300)) > 0.9
     assert not (a.pitch_hz[~a.voiced]).any()
     assert a.loudness_db[a.voiced].mean() > a.loudness_db[~a.voiced].mean() + 10
+
+
+def test_a_voiced_stretch_too_short_to_recognise(tmp_path):
+    """20 ms of tone: pocketsphinx hears nothing in it (no hypothesis at all); that is silence."""
+    t = np.arange(int(0.02 * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+    analysis = analyse_speech(write_wav(tmp_path / "blip.wav", 0.5 * np.sin(2 * np.pi * 220 * t)))
+    assert_tiles(analysis)

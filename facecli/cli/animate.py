@@ -69,6 +69,7 @@ def animate(
                                        "face_id", "motion_only", "livelink")}
     settings["expression"] = Expression(values["expression"]).value
     if values["jobs"]:
+        pairs.refuse_with_jobs(values, ("paths", "output", "transcript", "transcript_file"))
         rows = pairs.job_rows(values["jobs"], ("portrait", "audio", "output", "transcript"))
     else:
         rows = [(*row[:3], text) for row in pairs.argument_rows(
@@ -81,7 +82,8 @@ def animate(
             cue_file = str(cues_path if len(rows) == 1 else video.with_name(f"{video.stem}.cues{cues_path.suffix}"))
         options = AnimateOptions(audio=str(audio), transcript=row_text, cues=cue_file, **settings)
         marker = motion_path(video)
-        job_list.append(Job(portrait, marker if options.motion_only else video, None, animate_file, options, marker))
+        job_list.append(Job(portrait, marker if options.motion_only else video, None, animate_file, options, marker,
+                            (Path(audio),)))
     common.execute_pairs(values, job_list)
 
 

@@ -138,13 +138,18 @@ def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Ca
 
 
 def refuse_collisions(jobs: list[Job]) -> None:
-    """Two inputs must never write one output (a/face.png and b/face.png into one -o folder)."""
-    seen: dict[Path, Path] = {}
+    """Two jobs must never write one file (a/face.png and b/face.png into one -o folder), and
+    no job may write over a file that a job reads."""
+    inputs = {p.resolve(): p for job in jobs for p in (job.source, *job.extra_inputs)}
+    seen: dict[Path, Job] = {}
     for job in jobs:
-        for target in filter(None, (job.output, job.preview)):
-            other = seen.setdefault(target.resolve(), job.source)
-            if other != job.source:
-                raise UsageError(f"{other} and {job.source} would both write {target}; rename one, "
+        for target in job.targets():
+            key = target.resolve()
+            if key in inputs:
+                raise UsageError(f"{job.source} would write over the input {inputs[key]}; choose another -o")
+            other = seen.setdefault(key, job)
+            if other is not job:
+                raise UsageError(f"{other.source} and {job.source} would both write {target}; rename one, "
                                  "or process them into different -o folders")
 
 

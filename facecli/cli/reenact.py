@@ -61,6 +61,7 @@ def reenact(
     settings = {k: values[k] for k in ("expression_scale", "pose_scale", "absolute", "ref_frame", "driving_face_id",
                                        "source_face_id", "length", "crop", "size", "livelink")}
     if values["jobs"]:
+        pairs.refuse_with_jobs(values, ("paths", "output"))
         rows = pairs.job_rows(values["jobs"], ("source", "driving", "output"))
     else:
         rows = pairs.argument_rows(values["paths"], values["output"], values["recursive"], values["glob"],
@@ -68,5 +69,5 @@ def reenact(
     job_list = []
     for source, driving, video, _ in rows:
         options = ReenactOptions(driving=str(driving), parts=chosen, **settings)
-        job_list.append(Job(source, video, None, reenact_file, options, motion_path(video)))
+        job_list.append(Job(source, video, None, reenact_file, options, motion_path(video), (Path(driving),)))
     common.execute_pairs(values, job_list)

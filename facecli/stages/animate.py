@@ -20,7 +20,7 @@ from ..motion import MotionOptions, generate_motion
 from ..portrait import Portrait, PortraitRenderer, load_portrait
 from ..results import Motion
 from ..speech import SpeechAnalysis, analyse_speech
-from .common import FileStats, ProgressCallback
+from .common import FileStats, ProgressCallback, all_or_nothing
 ENCODER_PRESET = "veryfast"  # 512 x 512 encodes at ~2 ms a frame, in ffmpeg's own process
 
 
@@ -81,7 +81,8 @@ def render_video(portrait: Portrait, motion: Motion, output: Path, audio: Path, 
 
 
 def _motion_header(portrait_path: Path, audio: Path, options: AnimateOptions, speech_duration_s: float) -> dict[str, Any]:
-    header = formats.make_header("motion", "facecli", asdict(options), portrait_path, media.probe(portrait_path))
+    header = formats.make_header("motion", "facecli", asdict(options), portrait_path, media.probe(portrait_path),
+                                 extra_inputs=(audio,))
     header["audio"] = {"path": str(audio.resolve()), "sha256_quick": formats.quick_hash(audio),
                        "duration_s": speech_duration_s}
     return header
@@ -104,17 +105,19 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
     portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
     speech = _speech(str(audio.resolve()), formats.quick_hash(audio) if audio.is_file() else "", options.transcript)
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
-    if not options.motion_only:
-        render_video(portrait, motion, output, audio, options.fps, progress)
-    if options.livelink:
-        exchange.write_live_link_csv(motion, live_link_path(output), options.fps)
-    if options.cues:
-        exchange.write_mouth_cues(exchange.mouth_cues(speech.phones, speech.duration_s), Path(options.cues),
-                                  str(audio), speech.duration_s)
-    with formats.TableWriter(motion_path(output), "motion",
-                             _motion_header(Path(source), audio, options, speech.duration_s)) as writer:
-        writer.write(motion)
-        writer.close(frames=len(motion), fps=options.fps)
+    cues = Path(options.cues) if options.cues else None
+    with all_or_nothing(output, live_link_path(output), motion_path(output), *filter(None, [cues])):
+        if not options.motion_only:
+            render_video(portrait, motion, output, audio, options.fps, progress)
+        if options.livelink:
+            exchange.write_live_link_csv(motion, live_link_path(output), options.fps)
+        if cues:
+            exchange.write_mouth_cues(exchange.mouth_cues(speech.phones, speech.duration_s), cues, str(audio),
+                                      speech.duration_s)
+        with formats.TableWriter(motion_path(output), "motion",
+                                 _motion_header(Path(source), audio, options, speech.duration_s)) as writer:
+            writer.write(motion)
+            writer.close(frames=len(motion), fps=options.fps)
     return FileStats(frames=len(motion), rows=len(motion), faces=1)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,24 @@ def run_to_file(
         raise
     stats.rows, stats.faces = writer.rows, len(ids)
     return stats
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@contextmanager
+def all_or_nothing(*paths: Path) -> Iterator[None]:
+    """The outputs of one job: if it fails, those it already put in place are removed (each is
+    written atomically, but a video without its motion file must not look complete either)."""
+    before = {p: _mtime_ns(p) for p in paths}
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            if _mtime_ns(path) not in (None, before[path]):
+                path.unlink(missing_ok=True)
+        raise

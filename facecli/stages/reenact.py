@@ -32,7 +32,7 @@ from ..portrait import Portrait, PortraitRenderer, apply_transform, crop_transfo
 from ..results import FACE_CONTROLS, Motion
 from ..retarget import PARTS, DriverFrame, Retargeter, estimate_controls, eye_openness_mm, lip_gaps_mm, mouth_width_mm
 from .animate import ENCODER_PRESET, live_link_path, motion_path
-from .common import FileStats, ProgressCallback
+from .common import FileStats, ProgressCallback, all_or_nothing
 from .tracks import landmarks_source, track_rows
 
 LENGTHS = ("driving", "source", "shortest")
@@ -151,7 +151,9 @@ class _SourceFrames:
         if not features:
             raise NoFaceFound("no face found in the source video; use one with a visible face", path)
         self.face_id = self._pick(features, path)
-        self.frames = int(formats.read_header(self.marks_path).get("frames_processed", 0))
+        header = formats.read_header(self.marks_path)
+        self.frames = int(header.get("frames_processed", 0))
+        self.fps = float(header["source"].get("fps") or 25.0)
         self.affine = None
 
     def _pick(self, features: dict[str, np.ndarray], path: Path) -> int:
@@ -189,13 +191,20 @@ class _SourceFrames:
         return cropped, moved if points is not None else None
 
 
-def _output_frames(track: DrivingTrack, source: _SourceFrames, length: str | None, path: Path) -> int:
-    if source.frames is None or source.frames == track.frames:
+def _output_frames(track: DrivingTrack, source: _SourceFrames, options: ReenactOptions, path: Path) -> int:
+    if source.frames is None:
         return track.frames
-    if length is None:
+    if abs(source.fps - track.fps) > 0.005 * track.fps:  # frames pair up one to one: rates must agree
+        raise InputError(f"the source runs at {source.fps:g} frames/s and the driving video at {track.fps:g}; "
+                         "convert one to the other's rate", path)
+    if "pose" in options.parts and len(options.parts) == 1:
+        raise UsageError("a source video keeps its own head pose: --parts pose alone transfers nothing", path)
+    if source.frames == track.frames:
+        return track.frames
+    if options.length is None:
         raise InputError(f"the source has {source.frames} frames and the driving video {track.frames}; "
                          "pass --length driving, source or shortest", path)
-    return {"driving": track.frames, "source": source.frames, "shortest": min(track.frames, source.frames)}[length]
+    return {"driving": track.frames, "source": source.frames, "shortest": min(track.frames, source.frames)}[options.length]
 
 
 # --------------------------------------------------------------------------- the stage
@@ -212,20 +221,22 @@ def _motion(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], fps: float, f
 def reenact_file(source: Path, output: Path, options: ReenactOptions, preview: Path | None = None,
                  progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: ``source`` driven by ``options.driving`` -> video ``output`` and its motion file."""
-    with tempfile.TemporaryDirectory(prefix="facecli-reenact-") as tmp:
-        track = driving_track(Path(options.driving), options, Path(tmp))
+    driving = Path(options.driving)
+    with all_or_nothing(output, live_link_path(output), motion_path(output)), \
+            tempfile.TemporaryDirectory(prefix="facecli-reenact-") as tmp:
+        track = driving_track(driving, options, Path(tmp))
         frames = _SourceFrames(Path(source), options, Path(tmp))
-        n = _output_frames(track, frames, options.length, Path(source))
-        motion_rows = _render(track, frames, n, options, output, progress)
-    motion = _motion(motion_rows, track.fps, track.face_id)
-    if options.livelink:
-        exchange.write_live_link_csv(motion, live_link_path(output), track.fps)
-    header = formats.make_header("motion", "facecli", asdict(options), Path(source), media.probe(Path(source)))
-    header["driving"] = {"path": str(Path(options.driving).resolve()), "face_id": track.face_id,
-                         "reference_frame": track.reference_frame}
-    with formats.TableWriter(motion_path(output), "motion", header) as writer:
-        writer.write(motion)
-        writer.close(frames=n, fps=track.fps)
+        n = _output_frames(track, frames, options, Path(source))
+        motion = _motion(_render(track, frames, n, options, output, progress), track.fps, track.face_id)
+        if options.livelink:
+            exchange.write_live_link_csv(motion, live_link_path(output), track.fps)
+        header = formats.make_header("motion", "facecli", asdict(options), Path(source), media.probe(Path(source)),
+                                     extra_inputs=(driving,))
+        header["driving"] = {"path": str(driving.resolve()), "face_id": track.face_id,
+                             "reference_frame": track.reference_frame}
+        with formats.TableWriter(motion_path(output), "motion", header) as writer:
+            writer.write(motion)
+            writer.close(frames=n, fps=track.fps)
     return FileStats(frames=n, rows=n, faces=1)
 
 

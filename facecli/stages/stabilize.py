@@ -31,7 +31,7 @@ from ..facemodel import mean_face
 from ..geometry import umeyama
 from ..results import Landmarks, Stabilization
 from .animate import ENCODER_PRESET
-from .common import FileStats, ProgressCallback
+from .common import FileStats, ProgressCallback, all_or_nothing
 from .landmarks import LandmarkOptions, iter_landmarks
 
 # Eye corners, nose bridge, temples: points expression hardly moves.
@@ -278,12 +278,12 @@ def _frames_with_rows(source: Path, frames: int) -> Iterator[Landmarks]:
         for _, rows in iter_landmarks(source, LandmarkOptions()):
             yield rows
         return
-    pending: list[Landmarks] = []
-    for batch in formats.iter_batches(source):
-        pending.append(batch)
-    table = Landmarks.concat(pending) if pending else Landmarks.empty()
+    batches = formats.iter_batches(source)  # rows come in frame order: stream them
+    batch = next(batches, Landmarks.empty())
     for f in range(frames):
-        yield table[table.frame_index == f]
+        while len(batch) and batch.frame_index[-1] < f:
+            batch = next(batches, Landmarks.empty())
+        yield batch[batch.frame_index == f]
 
 
 def stabilize_file(source: Path, output: Path, options: StabilizeOptions, preview: Path | None = None,
@@ -302,19 +302,21 @@ def stabilize_file(source: Path, output: Path, options: StabilizeOptions, previe
     follower = _Follower(options.face_id)
     rows: list[tuple[np.ndarray, int, int, int]] = []  # transform, status, shot, face id per frame
     shot = face = 0
-    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=video if info.has_audio else None,
-                           preset=ENCODER_PRESET) as writer, closing(media.iter_frames(video, info)) as decoded:
-        for marks in _frames_with_rows(source, frames):
-            row = follower.pick(marks)
-            shot = int(marks.shot[0]) if len(marks) else shot
-            face = int(marks.face_id[row]) if row is not None else face
-            stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
-                        if row is not None else None, shot)
-            _emit(stream.ready(), stream, framing, decoded, writer, rows, face, options, progress)
-        _emit(stream.ready(final=True), stream, framing, decoded, writer, rows, face, options, progress)
-        if not any(status != HELD for _, status, _, _ in rows):
-            raise NoFaceFound("no face found in the video; use one with a visible face", source)
-    _write_table(output, rows, fps, options, video, info, source, framing.size)
+    audio = video if info.has_audio else None
+    with all_or_nothing(stabilized_path(output), output):
+        with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
+                               preset=ENCODER_PRESET) as writer, closing(media.iter_frames(video, info)) as decoded:
+            for marks in _frames_with_rows(source, frames):
+                row = follower.pick(marks)
+                shot = int(marks.shot[0]) if len(marks) else shot
+                face = int(marks.face_id[row]) if row is not None else face
+                stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
+                            if row is not None else None, shot)
+                _emit(stream.ready(), stream, framing, decoded, writer, rows, face, options, progress)
+            _emit(stream.ready(final=True), stream, framing, decoded, writer, rows, face, options, progress)
+            if not any(status != HELD for _, status, _, _ in rows):
+                raise NoFaceFound("no face found in the video; use one with a visible face", source)
+        _write_table(output, rows, fps, options, video, info, source, framing.size)
     return FileStats(frames=len(rows), rows=len(rows), faces=len({f for *_, f in rows}))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from facecli import media
 from facecli.formats import read_table
 from tests.cli.test_cli import run
-from tests.conftest import ASTRONAUT, CLIPS, GRACE_HOPPER
+from tests.conftest import ASTRONAUT, CLIPS, GRACE_HOPPER, write_wav
 
 SPEECH, TEXT = CLIPS["0880"]
 
@@ -77,3 +77,32 @@ def test_usage_and_input_errors_are_one_line(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
     two_to_one = run("animate", str(ASTRONAUT), str(GRACE_HOPPER), str(SPEECH), "-o", str(tmp_path / "y.mp4"))
     assert two_to_one.returncode == 2 and "folder" in two_to_one.stderr
+
+
+def test_a_failed_job_leaves_no_outputs_and_a_changed_audio_is_redone(tmp_path):
+    out = tmp_path / "talk.mp4"
+    failed = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(out), "--transcript", TEXT, "--livelink",
+                 "--cues", "/proc/facecli-cannot-write-here.json", "-q")
+    assert failed.returncode == 1 and "facecli-cannot-write-here.json" in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, CSV or motion file left behind
+    audio = tmp_path / "speech.wav"
+    shutil.copy(SPEECH, audio)
+    assert run("animate", str(ASTRONAUT), str(audio), "-o", str(out), "--motion-only", "-q").returncode == 0
+    write_wav(audio, np.zeros(16000))  # the same path, other audio
+    again = run("animate", str(ASTRONAUT), str(audio), "-o", str(out), "--motion-only", "--json")
+    assert json.loads(again.stdout)["done"] == 1  # redone, not skipped
+
+
+def test_jobs_csv_from_a_spreadsheet_and_misuse(tmp_path):
+    shutil.copy(ASTRONAUT, tmp_path / "a.png")
+    shutil.copy(SPEECH, tmp_path / "s.wav")
+    (tmp_path / "jobs.csv").write_bytes("\ufeffportrait,audio,output\n\na.png,s.wav,o/x.mp4\n".encode())
+    assert run("animate", "--jobs", str(tmp_path / "jobs.csv"), "--motion-only", "-q").returncode == 0
+    assert (tmp_path / "o" / "x.motion.parquet").exists()
+    (tmp_path / "bad.csv").write_text("portrait,audio,output\na.png,s.wav,o/y.mp4\na.png,s.wav\n")
+    bad = run("animate", "--jobs", str(tmp_path / "bad.csv"), "--motion-only")
+    assert bad.returncode == 2 and "line 3" in bad.stderr and not (tmp_path / "o" / "y.motion.parquet").exists()
+    mixed = run("animate", str(ASTRONAUT), str(SPEECH), "--jobs", str(tmp_path / "jobs.csv"))
+    assert mixed.returncode == 2 and "--jobs" in mixed.stderr
+    over = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(tmp_path / "s.avi"))
+    assert over.returncode == 2 and ".avi" in over.stderr

@@ -41,3 +41,11 @@ def test_jobs_and_usage_errors(tmp_path):
     assert media.probe(tmp_path / "out" / "a.mp4").width == 128
     bad_parts = run("reenact", str(ASTRONAUT), str(MEGAMIND), "--parts", "mouth,nose")
     assert bad_parts.returncode == 2 and "--parts" in bad_parts.stderr
+
+
+def test_an_output_may_not_overwrite_an_input(tmp_path):
+    driving = tmp_path / "d.mp4"
+    shutil.copy(MEGAMIND, driving)  # ffmpeg reads the content, whatever the suffix
+    result = run("reenact", str(ASTRONAUT), str(driving), "-o", str(driving))
+    assert result.returncode == 2 and "write over the input" in result.stderr
+    assert driving.read_bytes() == MEGAMIND.read_bytes()

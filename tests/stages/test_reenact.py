@@ -119,11 +119,17 @@ def test_source_video_keeps_its_own_motion(driver, tmp_path):
     image = load_portrait(ASTRONAUT, crop=True, size=384).image
     frames = 60
     path = np.stack([6 * np.sin(np.arange(frames) / 8), 4 * np.cos(np.arange(frames) / 11)], axis=1)
-    source = tmp_path / "moving.mp4"
-    with media.VideoWriter(source, 384, 384, 25.0, crf=12) as writer:
-        for dx, dy in path:
-            writer.write(cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (384, 384),
-                                        borderMode=cv2.BORDER_REFLECT))
+    def moving(fps: float) -> Path:
+        video = tmp_path / f"moving{fps:.0f}.mp4"
+        with media.VideoWriter(video, 384, 384, fps, crf=12) as writer:
+            for dx, dy in path:
+                writer.write(cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (384, 384),
+                                            borderMode=cv2.BORDER_REFLECT))
+        return video
+
+    with pytest.raises(InputError, match="frames/s"):  # frames pair one to one: the rates must agree
+        reenact(moving(25.0), MEGAMIND, tmp_path / "x.mp4", length="shortest")
+    source = moving(media.probe(MEGAMIND).fps)
     with pytest.raises(InputError, match="--length"):
         reenact(source, MEGAMIND, tmp_path / "x.mp4")
     out = tmp_path / "out.mp4"
