@@ -16,8 +16,8 @@ frame's 2x3 transform and its inverse, so processed crops can be pasted back.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -272,61 +272,61 @@ class _Follower:
         return ids.index(self.current)
 
 
-def _frames_with_rows(source: Path, frames: int) -> Iterator[Landmarks]:
-    """Each frame's landmark rows: computed live from media, or read from a landmarks file."""
+def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo) -> Iterator[tuple[media.Frame, Landmarks]]:
+    """Each decoded frame and its landmark rows: computed live from media (or a faces file), or
+    read from a landmarks file alongside the decoded frames."""
     if formats.stage_of(source) != "landmarks":
-        for _, rows in iter_landmarks(source, LandmarkOptions()):
-            yield rows
+        yield from iter_landmarks(source, LandmarkOptions())
         return
     batches = formats.iter_batches(source)  # rows come in frame order: stream them
     batch = next(batches, Landmarks.empty())
-    for f in range(frames):
-        while len(batch) and batch.frame_index[-1] < f:
+    for frame in media.iter_frames(video, info):
+        while len(batch) and batch.frame_index[-1] < frame.index:
             batch = next(batches, Landmarks.empty())
-        yield batch[batch.frame_index == f]
+        yield frame, batch[batch.frame_index == frame.index]
 
 
 def stabilize_file(source: Path, output: Path, options: StabilizeOptions, preview: Path | None = None,
                    progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: a video (or a faces or landmarks file of one) -> ``output`` (the
-    transforms) and the stabilized video beside it, in one pass: a second decoder reads the
-    frames ``lag`` frames behind the landmarks. The transforms file is written last."""
+    transforms) and the stabilized video beside it, in one pass: each frame waits (a lag's
+    worth of images) until its transform is finished. The transforms file is written last."""
     source = Path(source)
     video = Path(formats.read_header(source)["source"]["path"]) if formats.stage_of(source) else source
     info = media.probe(video)
-    frames = int(formats.read_header(source).get("frames_processed", 0)) if formats.stage_of(source) else 0
     fps = info.fps or 25.0
     template = template_points(options)
     stream = _Stream(options, fps, template, (info.width, info.height))
     framing = _Framing(options, template, (info.width, info.height))
     follower = _Follower(options.face_id)
     rows: list[tuple[np.ndarray, int, int, int]] = []  # transform, status, shot, face id per frame
+    waiting: deque[np.ndarray] = deque()  # the images of the frames not finished yet (a lag's worth)
     shot = face = 0
     audio = video if info.has_audio else None
     with all_or_nothing(stabilized_path(output), output):
         with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
-                               preset=ENCODER_PRESET) as writer, closing(media.iter_frames(video, info)) as decoded:
-            for marks in _frames_with_rows(source, frames):
+                               preset=ENCODER_PRESET) as writer:
+            for frame, marks in _frames_with_rows(source, video, info):
+                waiting.append(frame.image)
                 row = follower.pick(marks)
                 shot = int(marks.shot[0]) if len(marks) else shot
                 face = int(marks.face_id[row]) if row is not None else face
                 stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
                             if row is not None else None, shot)
-                _emit(stream.ready(), stream, framing, decoded, writer, rows, face, options, progress)
-            _emit(stream.ready(final=True), stream, framing, decoded, writer, rows, face, options, progress)
+                _emit(stream.ready(), stream, framing, waiting, writer, rows, face, options, progress)
+            _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, face, options, progress)
             if not any(status != HELD for _, status, _, _ in rows):
                 raise NoFaceFound("no face found in the video; use one with a visible face", source)
         _write_table(output, rows, fps, options, video, info, source, framing.size)
     return FileStats(frames=len(rows), rows=len(rows), faces=len({f for *_, f in rows}))
 
 
-def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, decoded: Iterator,
+def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, waiting: deque,
           writer: media.VideoWriter, rows: list, face: int, options: StabilizeOptions,
           progress: ProgressCallback | None) -> None:
     for index, params, status in finished:
-        frame = next(decoded)
         transform = framing.transform(params, stream.shot[index])
-        writer.write(_warp(frame.image, transform, framing.size, options))
+        writer.write(_warp(waiting.popleft(), transform, framing.size, options))
         rows.append((transform, status, stream.shot[index], face))
         if progress:
             progress(1)
