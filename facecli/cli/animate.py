@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -17,6 +17,7 @@ from . import common, pairs
 Expression = Enum("Expression", {name: name for name in EXPRESSIONS}, type=str)  # type: ignore[misc]
 
 
+@common.batch_command
 def animate(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -49,21 +50,13 @@ def animate(
     jobs: Annotated[Optional[Path], typer.Option(help="CSV of portrait,audio,output[,transcript] rows (paths "
                                                  "relative to the CSV's folder).", dir_okay=False,
                                                  show_default=False)] = None,
-    recursive: common.Recursive = False,
-    glob: common.Glob = None,
-    workers: common.Workers = 1,
-    overwrite: common.Overwrite = False,
-    quiet: common.Quiet = False,
-    verbose: common.Verbose = False,
-    report: common.Report = None,
-    json: common.JsonOut = False,
-    config: common.Config = None,
+    **shared: Any,
 ) -> None:
     """A lip-synced talking portrait from an image and speech -> MP4 + <out>.motion.parquet.
 
     Example: facecli animate portrait.png speech.wav -o out.mp4
     """
-    values = common.apply_config(ctx, dict(locals()))
+    values = common.command_values(ctx, dict(locals()))
     text = _transcript(values["transcript"], values["transcript_file"])
     settings = {k: values[k] for k in ("fps", "intensity", "head_motion", "blink_rate", "seed", "crop", "size",
                                        "face_id", "motion_only", "livelink")}

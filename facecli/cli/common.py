@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from enum import Enum
@@ -46,6 +47,30 @@ Report = Annotated[Optional[Path], typer.Option("--report", help="Write a JSON r
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary to stdout.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="YAML file with the same keys as the options; "
                                                 "options given on the command line win.", dir_okay=False)]
+
+
+_SHARED_OPTIONS = {  # name: (annotation, default) of the options every batch command takes
+    "recursive": (Recursive, False), "glob": (Glob, None), "workers": (Workers, 1), "overwrite": (Overwrite, False),
+    "quiet": (Quiet, False), "verbose": (Verbose, False), "report": (Report, None), "json": (JsonOut, False),
+    "config": (Config, None),
+}
+
+
+def batch_command(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the options every batch command shares: Typer sees them in the command's
+    signature in place of its ``**shared`` parameter, and they arrive in ``shared``."""
+    signature = inspect.signature(func, eval_str=True)  # evaluated: Typer reads the options' metadata there
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+               for name, (annotation, default) in _SHARED_OPTIONS.items()]
+    func.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return func
+
+
+def command_values(ctx: typer.Context, local_names: dict[str, Any]) -> dict[str, Any]:
+    """A batch command's options, its own and the shared ones, with ``--config`` applied."""
+    values = {k: v for k, v in local_names.items() if k not in ("ctx", "shared")}
+    return apply_config(ctx, {**values, **local_names.get("shared", {})})
 
 
 @dataclass

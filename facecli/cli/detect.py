@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,6 +11,7 @@ from ..stages.detect import DetectOptions, detect_file
 from . import common
 
 
+@common.batch_command
 def detect(
     ctx: typer.Context,
     inputs: common.Inputs,
@@ -26,18 +27,10 @@ def detect(
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
     min_track: Annotated[int, typer.Option(min=1, max=10, help="Video: drop faces seen in fewer processed frames "
                                            "(1 keeps every detection).")] = 2,
-    recursive: common.Recursive = False,
-    glob: common.Glob = None,
-    workers: common.Workers = 1,
-    overwrite: common.Overwrite = False,
-    quiet: common.Quiet = False,
-    verbose: common.Verbose = False,
-    report: common.Report = None,
-    json: common.JsonOut = False,
-    config: common.Config = None,
+    **shared: Any,
 ) -> None:
     """Find faces in images and videos and track them across frames -> <stem>.faces.parquet."""
-    values = common.apply_config(ctx, dict(locals()))
+    values = common.command_values(ctx, dict(locals()))
     opts = common.batch_options(values)
     common.check_backends(detect=values["backend"])
     stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,6 +11,7 @@ from ..stages.landmarks import LandmarkOptions, landmarks_file, resolve_source
 from . import common
 
 
+@common.batch_command
 def landmarks(
     ctx: typer.Context,
     inputs: common.Inputs,
@@ -31,21 +32,13 @@ def landmarks(
     smooth_beta: Annotated[float, typer.Option(min=0.0, help="One Euro speed coefficient, 1/px: the cut-off rises by this many Hz per px/s of motion.")] = 0.05,
     focal: Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
                                                    help="Camera focal length, px (default: max(width, height)).")] = None,
-    recursive: common.Recursive = False,
-    glob: common.Glob = None,
-    workers: common.Workers = 1,
-    overwrite: common.Overwrite = False,
-    quiet: common.Quiet = False,
-    verbose: common.Verbose = False,
-    report: common.Report = None,
-    json: common.JsonOut = False,
-    config: common.Config = None,
+    **shared: Any,
 ) -> None:
     """478-point landmarks, 68/5-point layouts and head pose -> <stem>.landmarks.parquet.
 
     Inputs are media, or faces files from `facecli detect` (their detections are reused).
     """
-    values = common.apply_config(ctx, dict(locals()))
+    values = common.command_values(ctx, dict(locals()))
     opts = common.batch_options(values)
     common.check_backends(landmarks=values["backend"], detect=values["detector"])
     stage_opts = LandmarkOptions(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,6 +14,7 @@ from ..stages.reenact import LENGTHS, ReenactOptions, reenact_file
 from . import common, pairs
 
 
+@common.batch_command
 def reenact(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -42,21 +43,13 @@ def reenact(
     livelink: Annotated[bool, typer.Option(help="Also write <out>.livelink.csv (Live Link Face layout).")] = False,
     jobs: Annotated[Optional[Path], typer.Option(help="CSV of source,driving,output rows (paths relative to the "
                                                  "CSV's folder).", dir_okay=False, show_default=False)] = None,
-    recursive: common.Recursive = False,
-    glob: common.Glob = None,
-    workers: common.Workers = 1,
-    overwrite: common.Overwrite = False,
-    quiet: common.Quiet = False,
-    verbose: common.Verbose = False,
-    report: common.Report = None,
-    json: common.JsonOut = False,
-    config: common.Config = None,
+    **shared: Any,
 ) -> None:
     """A portrait (or video) driven by the face in a driving video -> MP4 + <out>.motion.parquet.
 
     Example: facecli reenact portrait.png driving.mp4 -o out.mp4
     """
-    values = common.apply_config(ctx, dict(locals()))
+    values = common.command_values(ctx, dict(locals()))
     chosen = tuple(p.strip() for p in values["parts"].split(",") if p.strip())
     settings = {k: values[k] for k in ("expression_scale", "pose_scale", "absolute", "ref_frame", "driving_face_id",
                                        "source_face_id", "length", "crop", "size", "livelink")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json as json_module
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,6 +14,7 @@ from ..stages.stabilize_meshes import stabilize_mesh_folder
 from . import common
 
 
+@common.batch_command
 def stabilize(
     ctx: typer.Context,
     inputs: common.Inputs,
@@ -41,21 +42,13 @@ def stabilize(
                                                     show_default=False)] = None,
     sequence: Annotated[bool, typer.Option(help="--mesh: the meshes are a time sequence (natural name order): "
                                            "smooth the transforms along it.")] = False,
-    recursive: common.Recursive = False,
-    glob: common.Glob = None,
-    workers: common.Workers = 1,
-    overwrite: common.Overwrite = False,
-    quiet: common.Quiet = False,
-    verbose: common.Verbose = False,
-    report: common.Report = None,
-    json: common.JsonOut = False,
-    config: common.Config = None,
+    **shared: Any,
 ) -> None:
     """Stabilized, aligned face videos -> <stem>.stabilized.mp4 + <stem>.stabilize.parquet (transforms).
 
     Inputs are videos, or landmarks files of them (their tracks are used as they are).
     """
-    values = common.apply_config(ctx, dict(locals()))
+    values = common.command_values(ctx, dict(locals()))
     if values["mesh"]:
         _meshes(values)
         return
