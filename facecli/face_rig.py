@@ -253,6 +253,13 @@ def lip_gaps_mm(face: np.ndarray) -> np.ndarray:
     return np.maximum(face[LOWER_INNER_LIP[1:-1], 1] - face[UPPER_INNER_LIP[1:-1], 1], 0.0)
 
 
+def mouth_aperture_px(landmarks_478: np.ndarray) -> np.ndarray:
+    """(N,) mean distance between the facing inner-lip points of (N, 478, 2+) image landmarks, px
+    (rotation invariant, unlike :func:`lip_gaps_mm`, which measures in the face's own frame)."""
+    points = np.asarray(landmarks_478)
+    return np.linalg.norm(points[:, LOWER_INNER_LIP[1:-1], :2] - points[:, UPPER_INNER_LIP[1:-1], :2], axis=2).mean(1)
+
+
 def set_lip_gaps(face: np.ndarray, target_mm: np.ndarray) -> np.ndarray:
     """The face with its inner-lip gaps at ``target_mm`` (9,): the upper lip takes
     UPPER_LIP_SHARE of each change, the lower lip (the jaw) the rest; points around the mouth

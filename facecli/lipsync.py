@@ -23,18 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .face_rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+from .face_rig import mouth_aperture_px
 from .speech import SpeechAnalysis, analyse_speech
 from .stages.landmarks import landmarks
 
 BILABIALS = frozenset({"P", "B", "M"})
 OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
-
-
-def mouth_aperture_px(landmarks_478: np.ndarray) -> np.ndarray:
-    """(N,) mean distance between the facing inner-lip points of (N, 478, 2+) landmarks, px."""
-    points = np.asarray(landmarks_478)
-    return np.linalg.norm(points[:, LOWER_INNER_LIP[1:-1], :2] - points[:, UPPER_INNER_LIP[1:-1], :2], axis=2).mean(1)
 
 
 @dataclass

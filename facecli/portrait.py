@@ -46,6 +46,12 @@ def pick_face(marks: Landmarks, face_id: int | None, path: Path, what: str = "po
     return int(rows[0])
 
 
+def check_side(size: int) -> None:
+    """UsageError unless ``size`` (an output side, px) is even (H.264 in yuv420p) and sane."""
+    if not 64 <= size <= 4096 or size % 2:
+        raise UsageError(f"--size must be an even number of px within 64-4096, got {size}")
+
+
 def crop_transform(box_xywh: np.ndarray, size: int) -> np.ndarray:
     """(2, 3) affine from the image to a ``size`` square around the face box."""
     x, y, w, h = box_xywh

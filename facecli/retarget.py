@@ -25,8 +25,7 @@ import numpy as np
 
 from .face_rig import (EYEBALL_RADIUS_MM, INNER_BROWS, JAW_FULL_GAP_MM, LEFT_BROW, LEFT_IRIS_POINTS, LEFT_LOWER_LID,
                        LEFT_UPPER_LID, RIGHT_BROW, RIGHT_IRIS_POINTS, RIGHT_LOWER_LID, RIGHT_UPPER_LID, FaceRig,
-                       lid_gap_mm, lip_gaps_mm, move_lids, part_weights, set_lip_gaps)
-from .lipsync import mouth_aperture_px
+                       lid_gap_mm, lip_gaps_mm, mouth_aperture_px, move_lids, part_weights, set_lip_gaps)
 from .results import FACE_CONTROLS, Landmarks
 
 PARTS = ("expression", "mouth", "eyes", "pose")
@@ -133,7 +132,8 @@ def estimate_controls(moved: Transferred, source: FaceRig) -> tuple[np.ndarray, 
     c["lip_stretch"], c["lip_pucker"] = width / 0.12, -width / 0.2
     corners = float(np.mean(face[[61, 291], 1] - rest[[61, 291], 1]) - 0.5 * lip_gaps_mm(face).mean())
     c["smile"], c["frown"] = -corners / 3.5, corners / 3.0
-    brows = float(np.mean(face[np.concatenate([RIGHT_BROW, LEFT_BROW]), 1] - rest[np.concatenate([RIGHT_BROW, LEFT_BROW]), 1]))
+    brow_points = np.concatenate([RIGHT_BROW, LEFT_BROW])
+    brows = float(np.mean(face[brow_points, 1] - rest[brow_points, 1]))
     c["brow_raise"], c["brow_down"] = -brows / 5.0, brows / 3.0
     c["brow_inner_up"] = -float(np.mean(face[INNER_BROWS, 1] - rest[INNER_BROWS, 1])) / 4.0
     c["blink_right"], c["blink_left"] = moved.lid_closure

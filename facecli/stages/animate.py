@@ -17,7 +17,7 @@ from typing import Any
 from .. import exchange, formats, media
 from ..errors import UsageError
 from ..motion import MotionOptions, generate_motion
-from ..portrait import Portrait, PortraitRenderer, load_portrait
+from ..portrait import Portrait, PortraitRenderer, check_side, load_portrait
 from ..results import Motion
 from ..speech import SpeechAnalysis, analyse_speech
 from .common import FileStats, ProgressCallback, all_or_nothing
@@ -44,8 +44,7 @@ class AnimateOptions:
     cues: str | None = None  # .json or .tsv path for Rhubarb-style mouth cues
 
     def __post_init__(self) -> None:
-        if not 64 <= self.size <= 4096 or self.size % 2:
-            raise UsageError(f"--size must be an even number of px within 64-4096, got {self.size}")
+        check_side(self.size)
         if self.cues is not None and Path(self.cues).suffix.lower() not in (".json", ".tsv"):
             raise UsageError("--cues must name a .json or .tsv file", self.cues)
         self.motion_options()  # checks expression, fps and the scales
@@ -83,8 +82,7 @@ def render_video(portrait: Portrait, motion: Motion, output: Path, audio: Path, 
 def _motion_header(portrait_path: Path, audio: Path, options: AnimateOptions, speech_duration_s: float) -> dict[str, Any]:
     header = formats.make_header("motion", "facecli", asdict(options), portrait_path, media.probe(portrait_path),
                                  extra_inputs=(audio,))
-    header["audio"] = {"path": str(audio.resolve()), "sha256_quick": formats.quick_hash(audio),
-                       "duration_s": speech_duration_s}
+    header["audio"] = {"path": str(audio.resolve()), "duration_s": speech_duration_s}  # its hash: extra_inputs
     return header
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from .. import exchange, formats, media
 from ..errors import InputError, NoFaceFound, UsageError
 from ..face_rig import FaceRig
-from ..portrait import Portrait, PortraitRenderer, apply_transform, crop_transform, even, load_portrait
+from ..portrait import Portrait, PortraitRenderer, apply_transform, check_side, crop_transform, even, load_portrait
 from ..results import FACE_CONTROLS, Motion
 from ..retarget import PARTS, DriverFrame, Retargeter, estimate_controls, eye_openness_mm, lip_gaps_mm, mouth_width_mm
 from .animate import ENCODER_PRESET, live_link_path, motion_path
@@ -59,8 +59,7 @@ class ReenactOptions:
             raise UsageError(f"--parts takes a comma-separated subset of {','.join(PARTS)}; got {','.join(self.parts)}")
         if self.length is not None and self.length not in LENGTHS:
             raise UsageError(f"--length must be one of {', '.join(LENGTHS)}")
-        if not 64 <= self.size <= 4096 or self.size % 2:
-            raise UsageError(f"--size must be an even number of px within 64-4096, got {self.size}")
+        check_side(self.size)
         if self.expression_scale < 0 or self.pose_scale < 0:
             raise UsageError("--expression-scale and --pose-scale must not be negative")
 

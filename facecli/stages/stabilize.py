@@ -29,6 +29,7 @@ from .. import formats, media
 from ..errors import NoFaceFound, UsageError
 from ..facemodel import mean_face
 from ..geometry import umeyama
+from ..portrait import check_side
 from ..results import Landmarks, Stabilization
 from .animate import ENCODER_PRESET
 from .common import FileStats, ProgressCallback, all_or_nothing
@@ -63,12 +64,12 @@ class StabilizeOptions:
         checks = [(self.mode in MODES, f"--mode is one of {', '.join(MODES)}"),
                   (self.template in TEMPLATES, f"--template is one of {', '.join(TEMPLATES)}"),
                   (self.border in BORDERS, f"--border is one of {', '.join(BORDERS)}"),
-                  (64 <= self.size <= 4096 and self.size % 2 == 0, "--size must be an even number of px within 64-4096"),
                   (0.0 <= self.margin <= 2.0, "--margin must be within 0-2"),
                   (0.0 <= self.smooth_s <= 5.0, "--smooth must be within 0-5 s")]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        check_side(self.size)
 
 
 def template_points(options: StabilizeOptions) -> np.ndarray:
