@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/portraits.py
 	$(BIN)/python benchmarks/stabilize_bench.py
+	$(BIN)/python benchmarks/reconstruct_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

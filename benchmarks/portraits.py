@@ -23,12 +23,9 @@ reenact:
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +34,7 @@ import numpy as np
 
 from memory import peak_memory
 from run import PORTRAITS_MARKER as MARKER
-from run import DOCS, REPO, Row, replace_section, at_most, facecli_command, machine, markdown_table, section, text_table
+from run import REPO, Row, at_most, facecli_command, markdown_table, replace_section, run_benches, section
 
 from facecli import media
 from facecli.lipsync import score_lip_sync
@@ -198,8 +195,7 @@ def bench_reenact(folder: Path) -> list[Row]:
     ]
 
 
-def write_docs(rows: list[Row], info: dict[str, str]) -> None:
-    about = "\n".join(f"- {key}: {value}" for key, value in info.items())
+def write_docs(rows: list[Row], about: str) -> None:
     replace_section(MARKER, f"""
 ## animate and reenact
 
@@ -225,25 +221,12 @@ the Python process while ffmpeg encodes on the other core.
 - Memory: `facecli animate --crop` in a child process (phone recognition: forced alignment
   is limited to 120 s of audio); peaks as in the landmarks memory test above.
 """)
-    print(f"\nwrote {DOCS.relative_to(REPO)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args(argv)
     quick = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
-    folder = Path(tempfile.mkdtemp(prefix="facecli-animate-bench-"))
-    try:
-        rows = bench_speed(folder) + bench_lip_sync(folder) + bench_reenact(folder) + bench_memory(folder, quick)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    section("summary")
-    print(text_table(rows))
-    if args.write_docs:
-        info = machine() | {"CPU": f"{machine()['CPU'].split(',')[0]}, {os.cpu_count()} cores (all used)"}
-        write_docs(rows, info)
-    return 0
+    return run_benches(__doc__, "facecli-animate-bench-", lambda folder: bench_speed(folder) + bench_lip_sync(folder)
+                       + bench_reenact(folder) + bench_memory(folder, quick), write_docs, argv)
 
 
 if __name__ == "__main__":

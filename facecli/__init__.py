@@ -15,11 +15,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import BackendUnavailable, FacecliError, InputError, NoFaceFound, OutputError, UsageError  # noqa: E402
 from .formats import read_header, read_table  # noqa: E402
-from .results import Faces, Landmarks, Motion  # noqa: E402
+from .results import Faces, Landmarks, Motion, Reconstruction  # noqa: E402
 from .stages.animate import animate  # noqa: E402
 from .stages.reenact import reenact  # noqa: E402
 from .stages.detect import detect  # noqa: E402
 from .stages.landmarks import landmarks  # noqa: E402
+from .stages.reconstruct import reconstruct  # noqa: E402
 
 __all__ = [
     "BackendUnavailable",
@@ -30,6 +31,7 @@ __all__ = [
     "Motion",
     "NoFaceFound",
     "OutputError",
+    "Reconstruction",
     "UsageError",
     "__version__",
     "animate",
@@ -37,5 +39,6 @@ __all__ = [
     "landmarks",
     "read_header",
     "read_table",
+    "reconstruct",
     "reenact",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import OutputError
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -35,7 +35,7 @@ def atomic_output(final_path: str | Path) -> Iterator[Path]:
                           final_path) from exc
     os.close(fd)
     tmp_path = Path(tmp_name)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any file
+    os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs are shared like any file
     try:
         yield tmp_path
         os.replace(tmp_path, final_path)

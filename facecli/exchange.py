@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,15 +90,37 @@ ROTATION_UNIT_DEG = 180.0
 
 def write_live_link_csv(motion: Motion, path: Path, fps: float) -> None:
     """Write ``motion`` as a Live Link Face CSV, one row per frame, atomically."""
-    if not (math.isfinite(fps) and fps > 0):
-        raise UsageError(f"the Live Link Face timecode needs a frame rate > 0, got {fps}", path)
-    values = np.concatenate([_blendshape_weights(motion), _rotations(motion)], axis=1)
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
-        out.write(",".join(LIVE_LINK_COLUMNS) + "\n")
-        for time_s, row in zip(motion.timestamp_s, values):
-            weights = ",".join(f"{v:.4f}" for v in row[: len(BLENDSHAPES)])
-            angles = ",".join(f"{v:.6f}" for v in row[len(BLENDSHAPES):])
-            out.write(f"{live_link_timecode(float(time_s), fps)},{BLENDSHAPE_COUNT},{weights},{angles}\n")
+    with LiveLinkWriter(path, fps) as out:
+        out.write(motion.timestamp_s, _blendshape_weights(motion), motion.head_pose_deg, motion.gaze_deg)
+
+
+class LiveLinkWriter:
+    """Streams rows into a Live Link Face CSV; the file appears when the ``with`` block ends
+    without an error."""
+
+    def __init__(self, path: Path, fps: float):
+        if not (math.isfinite(fps) and fps > 0):
+            raise UsageError(f"the Live Link Face timecode needs a frame rate > 0, got {fps}", path)
+        self.fps, self._atomic = fps, atomic_output(path)
+
+    def __enter__(self) -> LiveLinkWriter:
+        self._out = open(self._atomic.__enter__(), "w", encoding="utf-8", newline="")
+        self._out.write(",".join(LIVE_LINK_COLUMNS) + "\n")
+        return self
+
+    def write(self, times_s: np.ndarray, blendshapes_52: np.ndarray, head_pose_deg: np.ndarray,
+              gaze_deg: np.ndarray) -> None:
+        """Rows at ``times_s``: weights in the app's order, head yaw/pitch/roll and eye yaw/pitch (degrees,
+        the signs of :class:`~facecli.results.Motion`)."""
+        rotations = _rotations(head_pose_deg, gaze_deg)
+        for time_s, weights, angles in zip(times_s, np.clip(blendshapes_52, 0.0, 1.0), rotations):
+            self._out.write(f"{live_link_timecode(float(time_s), self.fps)},{BLENDSHAPE_COUNT},"
+                            + ",".join(f"{v:.4f}" for v in weights) + ","
+                            + ",".join(f"{v:.6f}" for v in angles) + "\n")
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._out.close()
+        self._atomic.__exit__(exc_type, exc, tb)
 
 
 def live_link_timecode(time_s: float, fps: float) -> str:
@@ -117,13 +140,13 @@ def _blendshape_weights(motion: Motion) -> np.ndarray:
     weights = np.zeros((len(motion), len(BLENDSHAPES)), np.float64)
     sources = {name: motion.control(control) for name, control in COPIED_CONTROLS.items()}
     sources |= {name: derive(motion) for name, derive in DERIVED_BLENDSHAPES.items()}
-    sources |= _gaze_weights(motion.gaze_deg)
+    sources |= gaze_weights(motion.gaze_deg)
     for name, value in sources.items():
         weights[:, BLENDSHAPES.index(name)] = value
-    return np.clip(weights, 0.0, 1.0)
+    return weights
 
 
-def _gaze_weights(gaze_deg: np.ndarray) -> dict[str, np.ndarray]:
+def gaze_weights(gaze_deg: np.ndarray) -> dict[str, np.ndarray]:
     """EyeLook* weights: looking towards the subject's right is out for the right eye, in for the left."""
     yaw_deg, pitch_deg = np.asarray(gaze_deg, np.float64).T  # yaw > 0: subject's right; pitch > 0: up
     right, left = np.clip(yaw_deg / GAZE_FULL_DEG, 0, 1), np.clip(-yaw_deg / GAZE_FULL_DEG, 0, 1)
@@ -134,10 +157,10 @@ def _gaze_weights(gaze_deg: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _rotations(motion: Motion) -> np.ndarray:
+def _rotations(head_pose_deg: np.ndarray, gaze_deg: np.ndarray) -> np.ndarray:
     """(N, 9) HeadYaw, HeadPitch, HeadRoll, then yaw, pitch, roll of each eye (both eyes alike)."""
-    yaw, pitch, roll = np.asarray(motion.head_pose_deg, np.float64).T
-    eye_yaw, eye_pitch = np.asarray(motion.gaze_deg, np.float64).T
+    yaw, pitch, roll = np.asarray(head_pose_deg, np.float64).T
+    eye_yaw, eye_pitch = np.asarray(gaze_deg, np.float64).T
     eye = [eye_yaw, -eye_pitch, np.zeros_like(eye_yaw)]
     return np.stack([yaw, pitch, roll, *eye, *eye], axis=1) / ROTATION_UNIT_DEG
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_output
 from .errors import InputError
-from .results import FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion, Stabilization
+from .results import ARKIT_NAMES, FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion, Reconstruction, Stabilization
 
 FORMAT_VERSION = 1
 HEADER_KEY = b"facecli"
@@ -55,6 +55,7 @@ class Columns:
     to_file: Callable[[np.ndarray], np.ndarray] = _identity
     from_file: Callable[[np.ndarray], np.ndarray] | None = _identity  # None: derived, not read back
     list_column: str | None = None  # Parquet keeps the group as one fixed-size list column
+    in_csv: bool = True  # False: Parquet only (too wide for a CSV); read back from CSV as NaN
 
 
 def _common(confidence_field: str | None) -> list[Columns]:
@@ -101,6 +102,15 @@ MOTION_COLUMNS = [
 ]
 
 
+RECONSTRUCT_COLUMNS = [
+    *LANDMARKS_COLUMNS[:8],  # frame, face_id, timestamp, confidence, success, shot, pose_T*, pose_R*
+    Columns("landmarks_68", _point_names("x y", 68), "%.1f", _axis_major,
+            lambda v: v.reshape(len(v), 2, 68).transpose(0, 2, 1)),
+    Columns("blendshapes", ARKIT_NAMES, "%.3f"),
+    Columns("vertices_cm", (), "", list_column="vertices_cm", in_csv=False),
+]
+
+
 STABILIZE_COLUMNS = [
     *_common(None),
     Columns("shot", ("shot",), "%d"),
@@ -124,6 +134,7 @@ FORMATS = {
     "landmarks": StageFormat("landmarks", Landmarks, LANDMARKS_COLUMNS),
     "motion": StageFormat("motion", Motion, MOTION_COLUMNS),
     "stabilize": StageFormat("stabilize", Stabilization, STABILIZE_COLUMNS),
+    "reconstruct": StageFormat("reconstruct", Reconstruction, RECONSTRUCT_COLUMNS),
 }
 
 
@@ -238,11 +249,11 @@ class TableWriter:
         if self._csv is None:
             self._csv_handle = self._tmp.open("w", newline="")
             self._csv = csv.writer(self._csv_handle)
-            self._csv.writerow([n for g in self.fmt.columns for n in g.names])
+            self._csv.writerow([n for g in self.fmt.columns if g.in_csv for n in g.names])
         if not len(rows):
             return
         formatted = []
-        for group in self.fmt.columns:
+        for group in filter(lambda g: g.in_csv, self.fmt.columns):
             formatted.append(np.char.mod(group.csv_format, _file_values(group, rows)))
         self._csv.writerows(np.concatenate(formatted, axis=1).tolist())
 
@@ -322,9 +333,12 @@ def _rows_from_arrow(fmt: StageFormat, table: pa.Table, header: dict[str, Any]) 
     for group in fmt.columns:
         if group.from_file is None:
             continue
+        shape = (table.num_rows, *fmt.result_type.SHAPES[group.field][0])
         if group.list_column and group.list_column in table.column_names:
-            flat = table.column(group.list_column).combine_chunks().flatten().to_numpy()
-            fields[group.field] = flat.reshape(table.num_rows, *fmt.result_type.SHAPES[group.field][0])
+            fields[group.field] = table.column(group.list_column).combine_chunks().flatten().to_numpy().reshape(shape)
+            continue
+        if not group.in_csv:
+            fields[group.field] = np.full(shape, np.nan)
             continue
         values = np.stack([table.column(n).to_numpy() for n in group.names], axis=1)
         fields[group.field] = group.from_file(values if len(group.names) > 1 else values[:, 0])

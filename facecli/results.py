@@ -88,8 +88,20 @@ class Faces(FaceTable):
     }
 
 
+class _HeadPose:
+    """Yaw, pitch and roll for the tables that hold OpenFace's rotation (pose_Rx/Ry/Rz)."""
+
+    rotation_rad: np.ndarray
+
+    @property
+    def head_pose_deg(self) -> np.ndarray:
+        """(N, 3) yaw, pitch, roll in degrees: rotations about the camera's y, x and z axes."""
+        rx, ry, rz = np.degrees(self.rotation_rad).T
+        return np.stack([ry, rx, rz], axis=1).astype(np.float32)
+
+
 @dataclasses.dataclass(kw_only=True)
-class Landmarks(FaceTable):
+class Landmarks(_HeadPose, FaceTable):
     """Dense landmarks and head pose.
 
     ``landmarks_478``: MediaPipe's face mesh with irises; x, y in px, z a relative depth in
@@ -126,12 +138,20 @@ class Landmarks(FaceTable):
         """(N, 5, 2) px: eye centres, nose tip, mouth corners (ArcFace order)."""
         return five_points(self.landmarks_478)[..., :2]
 
-    @property
-    def head_pose_deg(self) -> np.ndarray:
-        """(N, 3) yaw, pitch, roll in degrees: rotations about the camera's y, x and z axes."""
-        rx, ry, rz = np.degrees(self.rotation_rad).T
-        return np.stack([ry, rx, rz], axis=1).astype(np.float32)
 
+# The 52 ARKit blendshapes (ARFaceAnchor.BlendShapeLocation raw values), in Live Link Face's
+# column order; "Left"/"Right" are the subject's.
+ARKIT_NAMES = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
+    "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "eyeSquintRight", "eyeWideRight", "jawForward", "jawRight", "jawLeft", "jawOpen", "mouthClose", "mouthFunnel",
+    "mouthPucker", "mouthRight", "mouthLeft", "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthPressLeft", "mouthPressRight",
+    "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft", "mouthUpperUpRight", "browDownLeft",
+    "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft",
+    "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+)
 
 # Face controls of a talking portrait, each 0-1 (0 = rest: lips together, eyes open). Names
 # follow ARKit blendshapes where one exists; left/right pairs are symmetric except blinks.
@@ -192,3 +212,39 @@ class Stabilization(FaceTable):
         "inverse_2x3": ((2, 3), np.float64),
         "status": ((), np.int8),
     }
+
+
+@dataclasses.dataclass(kw_only=True)
+class Reconstruction(_HeadPose, FaceTable):
+    """Per-frame metric 3D faces of ``facecli reconstruct``.
+
+    ``vertices_cm``: the 478 mesh points (MediaPipe topology, irises last) in the head frame,
+    centimetres (x to the image right, y down, z away from the camera at zero pose, origin at
+    the rigid points' centroid); ``R·v + t`` (with ``t`` in cm) places them in the camera.
+    ``rotation_rad``/``translation_mm``: that head pose, as :class:`Landmarks` (OpenFace's
+    pose_R*, pose_T*). ``blendshapes``: the 52 ARKit coefficients 0-1 in
+    :data:`facecli.blendshapes.ARKIT_NAMES` order. ``landmarks_68``: iBUG points, px.
+    Each track's identity (neutral) face is in the file header (``identities_cm``), and
+    ``vertices_cm`` minus it is the expression.
+    """
+
+    confidence: np.ndarray
+    rotation_rad: np.ndarray
+    translation_mm: np.ndarray
+    landmarks_68: np.ndarray
+    blendshapes: np.ndarray
+    vertices_cm: np.ndarray
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "confidence": ((), np.float32),
+        "rotation_rad": ((3,), np.float32),
+        "translation_mm": ((3,), np.float32),
+        "landmarks_68": ((68, 2), np.float32),
+        "blendshapes": ((52,), np.float32),
+        "vertices_cm": ((478, 3), np.float32),
+    }
+
+    def blendshape(self, name: str) -> np.ndarray:
+        """(N,) one coefficient, e.g. ``table.blendshape("jawOpen")``."""
+        return self.blendshapes[:, ARKIT_NAMES.index(name)]

@@ -16,6 +16,7 @@ from .detect import detect
 from .doctor import doctor
 from .landmarks import landmarks
 from .planned import PLANNED, planned_command
+from .reconstruct import reconstruct
 from .reenact import reenact
 from .stabilize import stabilize
 
@@ -30,6 +31,7 @@ app.command()(landmarks)
 app.command()(animate)
 app.command()(reenact)
 app.command()(stabilize)
+app.command()(reconstruct)
 for _name in PLANNED:
     app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         planned_command(_name))

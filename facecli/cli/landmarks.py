@@ -32,6 +32,8 @@ def landmarks(
     smooth_beta: Annotated[float, typer.Option(min=0.0, help="One Euro speed coefficient, 1/px: the cut-off rises by this many Hz per px/s of motion.")] = 0.05,
     focal: Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
                                                    help="Camera focal length, px (default: max(width, height)).")] = None,
+    mirror_average: Annotated[bool, typer.Option(help="Still images: average the mesh with its mirror image's "
+                                                 "(halves MediaPipe's left/right bias, twice the time).")] = False,
     **shared: Any,
 ) -> None:
     """478-point landmarks, 68/5-point layouts and head pose -> <stem>.landmarks.parquet.
@@ -46,7 +48,7 @@ def landmarks(
         detect=DetectOptions(backend=values["detector"], min_score=values["min_score"],
                              min_size=values["min_size"], max_faces=values["max_faces"]),
         detect_every=values["detect_every"], smooth=values["smooth"], smooth_min_cutoff=values["smooth_min_cutoff"],
-        smooth_beta=values["smooth_beta"], focal_px=values["focal"],
+        smooth_beta=values["smooth_beta"], focal_px=values["focal"], mirror_average=values["mirror_average"],
     )
     jobs = common.build_jobs(opts, "landmarks", "faces", landmarks_file, stage_opts, lambda p: resolve_source(p)[0])
     common.execute(opts, jobs)

@@ -9,7 +9,6 @@ import typer
 from .common import console
 
 PLANNED = {
-    "reconstruct": "Per-frame metric 3D face mesh, head pose and expression parameters.",
     "classify": "Action units and expressions, with an explanation.",
 }
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import UsageError
-from ..stages.stabilize import BORDERS, MODES, TEMPLATES, StabilizeOptions, stabilize_file
+from ..stages.stabilize import BORDERS, MIN_TRACK_S, MODES, TEMPLATES, TRACKS_INDEX, StabilizeOptions, stabilize_file
 from ..stages.stabilize_meshes import stabilize_mesh_folder
 from . import common
 
@@ -33,6 +33,10 @@ def stabilize(
                                         "leaves the picture.")] = "blur",
     face_id: Annotated[Optional[int], typer.Option(help="The face to follow (default: each shot's longest "
                                                    "track).", show_default=False)] = None,
+    all_faces: Annotated[bool, typer.Option("--all-faces", help="One output per face track, over its own frames: "
+                                            "<stem>.face<ID>.stabilized.mp4 + .stabilize.parquet, and the index "
+                                            f"<stem>.tracks.stabilize.parquet (tracks under {MIN_TRACK_S} s are "
+                                            "skipped).")] = False,
     mesh: Annotated[bool, typer.Option("--mesh", help="Mesh mode: the input is a folder of OBJ/PLY meshes of one "
                                        "topology; -o gets them aligned, and transforms.csv.")] = False,
     ref: Annotated[Optional[str], typer.Option(help="--mesh: the reference mesh's file name (default: the first).",
@@ -46,7 +50,8 @@ def stabilize(
 ) -> None:
     """Stabilized, aligned face videos -> <stem>.stabilized.mp4 + <stem>.stabilize.parquet (transforms).
 
-    Inputs are videos, or landmarks files of them (their tracks are used as they are).
+    Inputs are videos, or landmarks files of them (their tracks are used as they are). --all-faces
+    writes one such pair per face track instead.
     """
     values = common.command_values(ctx, dict(locals()))
     if values["mesh"]:
@@ -57,8 +62,11 @@ def stabilize(
     stage_opts = StabilizeOptions(mode=values["mode"], size=values["size"], template=values["template"],
                                   margin=values["margin"], smooth_s=values["smooth"], keep_scale=values["keep_scale"],
                                   keep_rotation=values["keep_rotation"], border=values["border"],
-                                  face_id=values["face_id"])
-    common.execute(opts, common.build_jobs(opts, "stabilize", "landmarks", stabilize_file, stage_opts, Path))
+                                  face_id=values["face_id"], all_faces=values["all_faces"])
+    # --all-faces: the tracks are known only once a job runs, so its index is the job's output,
+    # for resume and the collision check (each track's names derive from the index's stem).
+    name = TRACKS_INDEX if stage_opts.all_faces else "stabilize"
+    common.execute(opts, common.build_jobs(opts, name, "landmarks", stabilize_file, stage_opts, Path))
 
 
 def _meshes(values: dict) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from .. import backends, formats, media
 from ..backends import Detector, FrameDetections, LandmarkSession
 from ..errors import InputError, UsageError
-from ..facemodel import IBUG68_FROM_MESH, RIGID_INDICES, mean_face
+from ..facemodel import IBUG68_FROM_MESH, MIRROR_INDEX, RIGID_INDICES, mean_face
 from ..filters import OneEuroFilter
 from ..geometry import box_iou, camera_matrix, euler_xyz, points_box, solve_pose, square_box, umeyama
 from ..render import draw_landmarks
@@ -35,6 +35,8 @@ RESCAN_WHILE_LOST = 6  # frames between scans while a tracked face is missing
 RESCAN_WHILE_EMPTY = (6, 12, 24)  # frames between scans while no face is tracked, backing off
 # Rigid-point disagreement with the mean face (mm) at which confidence reaches 0.
 CONFIDENCE_ZERO_MM = 12.0
+# Mirror averaging: crop shifts, as fractions of the crop's side, symmetric under mirroring.
+MIRROR_CROP_SHIFTS = ((0.0, 0.0), (0.02, 0.0), (-0.02, 0.0), (0.0, 0.02), (0.0, -0.02))
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class LandmarkOptions:
     smooth_min_cutoff: float = 1.0  # Hz: lower is smoother at rest
     smooth_beta: float = 0.05  # 1/px (Hz per px/s): higher follows fast motion with less lag
     focal_px: float | None = None  # camera focal length; default max(width, height)
+    mirror_average: bool = False  # still images: average the mesh with its mirror image's (see _MirrorAveraged)
 
     def __post_init__(self) -> None:
         if self.detect_every < 1 or (self.focal_px is not None and self.focal_px <= 0) \
@@ -63,14 +66,56 @@ class _Track:
     smoother: OneEuroFilter | None = None
 
 
+class _MirrorAveraged(LandmarkSession):
+    """A still image's mesh averaged over its mirror image and a few shifted crops.
+
+    MediaPipe's mesh is not mirror-symmetric, and moves with the crop by a fraction of a pixel:
+    a flipped portrait gave yaw and mouth measures that differ from the original's mirrored
+    values by up to a degree and a couple of mm. Averaging the image and its mirror image, each
+    over crops shifted symmetrically about the first fit's own crop, cancels most of that, at
+    ten fits a face, which only still images can afford.
+    """
+
+    def __init__(self, session: LandmarkSession):
+        self.session = session
+
+    def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
+        first = self.session.fit(image_rgb, roi_xywh)
+        if first is None:
+            return None
+        centre_roi = square_box(points_box(first[:, :2]), CROP_FROM_MESH)
+        fits = [self._mirrored_pair(image_rgb, centre_roi + np.array([dx, dy, 0, 0]) * centre_roi[2])
+                for dx, dy in MIRROR_CROP_SHIFTS]
+        fits = [f for f in fits if f is not None]
+        return np.mean(fits, axis=0) if fits else first
+
+    def _mirrored_pair(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
+        points = self.session.fit(image_rgb, roi_xywh)
+        width = image_rgb.shape[1]
+        mirrored_roi = np.array([width - roi_xywh[0] - roi_xywh[2], *roi_xywh[1:]], np.float64)
+        flipped = self.session.fit(np.ascontiguousarray(image_rgb[:, ::-1]), mirrored_roi)
+        if points is None or flipped is None:
+            return None
+        flipped = flipped[MIRROR_INDEX]
+        flipped[:, 0] = width - 1 - flipped[:, 0]  # pixel centres: x and width - 1 - x swap
+        return (points + flipped) / 2
+
+    def close(self) -> None:
+        self.session.close()
+
+
 class _SessionPool:
     """Reuses mesh sessions: starting a MediaPipe graph costs far more than a frame."""
 
-    def __init__(self, model: Any, video: bool):
+    def __init__(self, model: Any, video: bool, mirror_average: bool = False):
         self.model, self.video, self._free = model, video, []
+        self.mirror_average = mirror_average and not video
 
     def get(self) -> LandmarkSession:
-        return self._free.pop() if self._free else self.model.open_session(self.video)
+        if self._free:
+            return self._free.pop()
+        session = self.model.open_session(self.video)
+        return _MirrorAveraged(session) if self.mirror_average else session
 
     def put(self, session: LandmarkSession) -> None:
         self._free.append(session)
@@ -116,7 +161,7 @@ class FaceMeshTracker:
 
     def __init__(self, model: Any, detections: Any, options: LandmarkOptions, video: bool):
         self.model, self.detections, self.options, self.video = model, detections, options, video
-        self.pool = _SessionPool(model, video)
+        self.pool = _SessionPool(model, video, options.mirror_average)
         self.cuts, self.tracker = ShotCutDetector(flag_blank=video), FaceTracker()
         self.tracks: dict[int, _Track] = {}
         self.last_scan = -(10**9)
@@ -248,21 +293,23 @@ def landmarks_rows(frame: media.Frame, shot: int, faces: list[tuple[int, np.ndar
     )
 
 
-def resolve_source(path: Path) -> tuple[Path, Path | None]:
-    """(media path, faces file or None): a faces file points at its media through its header.
+def resolve_source(path: Path, stage: str = "faces") -> tuple[Path, Path | None]:
+    """(media path, stage file or None): a ``stage`` file (faces, or for later stages
+    landmarks) points at its media through its header.
 
-    The media must be the one detect saw (same quick hash). If it moved together with the
-    faces file, it is found beside it under its old name.
+    The media must be the one the stage saw (same quick hash). If it moved together with the
+    stage file, it is found beside it under its old name.
     """
-    if formats.stage_of(path) != "faces":
+    if formats.stage_of(path) != stage:
         return path, None
+    command = {"faces": "detect"}.get(stage, stage)
     recorded = formats.read_header(path)["source"]
     for candidate in (Path(recorded["path"]), path.parent / Path(recorded["path"]).name):
         if candidate.is_file():
             if formats.quick_hash(candidate) != recorded.get("sha256_quick"):
-                raise InputError(f"its media {candidate} changed since detect ran; re-run detect", path)
+                raise InputError(f"its media {candidate} changed since {command} ran; re-run {command}", path)
             return candidate, path
-    raise InputError(f"its source media {recorded['path']} is gone; move it back or re-run detect", path)
+    raise InputError(f"its source media {recorded['path']} is gone; move it back or re-run {command}", path)
 
 
 def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None,

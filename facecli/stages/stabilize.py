@@ -12,13 +12,24 @@
 
 Writes ``<stem>.stabilized.mp4`` (with the audio) and ``<stem>.stabilize.parquet``: each
 frame's 2x3 transform and its inverse, so processed crops can be pasted back.
+
+``all_faces``: one such pair per face track, ``<stem>.face<ID>.stabilized.mp4`` and
+``<stem>.face<ID>.stabilize.parquet``, covering the track's first to last frame (frames outside
+it are not written; gaps inside it are interpolated or held as above). The landmarks are made
+once (or a given landmarks file is used), then each track is one more streaming pass over the
+video. Tracks seen in fewer than ``MIN_TRACK_S`` of frames are skipped. The index
+``<stem>.tracks.stabilize.parquet``, written last, holds every track's rows and lists the
+tracks in its header: it is what resume checks.
 """
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +37,7 @@ import cv2
 import numpy as np
 
 from .. import formats, media
-from ..errors import NoFaceFound, UsageError
+from ..errors import InputError, NoFaceFound, UsageError
 from ..facemodel import mean_face
 from ..geometry import umeyama
 from ..portrait import check_side
@@ -34,6 +45,7 @@ from ..results import Landmarks, Stabilization
 from .animate import ENCODER_PRESET
 from .common import FileStats, ProgressCallback, all_or_nothing
 from .landmarks import LandmarkOptions, iter_landmarks
+from .tracks import landmarks_source
 
 # Eye corners, nose bridge, temples: points expression hardly moves.
 STABLE_POINTS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 127, 356, 162, 389])
@@ -45,6 +57,8 @@ TEMPLATES = {
 MODES = ("crop", "frame")
 BORDERS = ("crop", "fill", "blur")
 MAX_GAP_S = 0.5  # frames without the face: interpolated across gaps up to this, held beyond
+MIN_TRACK_S = 0.5  # all_faces: tracks seen in fewer frames than this are skipped (stray detections)
+TRACKS_INDEX = "tracks.stabilize"  # all_faces: the index is <stem>.tracks.stabilize.parquet
 MEASURED, INTERPOLATED, HELD = 0, 1, 2
 
 
@@ -59,9 +73,11 @@ class StabilizeOptions:
     keep_rotation: bool = False
     border: str = "blur"  # frame mode: what shows where the moved frame leaves the picture
     face_id: int | None = None
+    all_faces: bool = False  # one output per track (see the module's docstring)
 
     def __post_init__(self) -> None:
-        checks = [(self.mode in MODES, f"--mode is one of {', '.join(MODES)}"),
+        checks = [(not (self.all_faces and self.face_id is not None), "give --all-faces or --face-id, not both"),
+                  (self.mode in MODES, f"--mode is one of {', '.join(MODES)}"),
                   (self.template in TEMPLATES, f"--template is one of {', '.join(TEMPLATES)}"),
                   (self.border in BORDERS, f"--border is one of {', '.join(BORDERS)}"),
                   (0.0 <= self.margin <= 2.0, "--margin must be within 0-2"),
@@ -254,6 +270,19 @@ def stabilized_path(output: Path) -> Path:
     return output.with_name(output.name.replace(".stabilize.parquet", ".stabilized.mp4"))
 
 
+def tracks_path(output: Path) -> Path:
+    """all_faces: the index named after the single-face file ``<stem>.stabilize.parquet``:
+    ``<stem>.tracks.stabilize.parquet``."""
+    return output.with_name(output.name.replace(".stabilize.parquet", f".{TRACKS_INDEX}.parquet"))
+
+
+def track_path(index: Path, face_id: int) -> Path:
+    """all_faces: one track's transforms beside the index, ``<stem>.face<ID>.stabilize.parquet``
+    (its video: ``stabilized_path`` of that)."""
+    stem = index.name.removesuffix(f".{TRACKS_INDEX}.parquet").removesuffix(".stabilize.parquet")
+    return index.with_name(f"{stem}.face{face_id}.stabilize.parquet")
+
+
 class _Follower:
     """Which face each frame's transform follows: ``face_id``, else the current track while it
     lasts, then the largest face (a cut starts new ids, so the main face is found again)."""
@@ -290,45 +319,62 @@ def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo) -> Itera
 def stabilize_file(source: Path, output: Path, options: StabilizeOptions, preview: Path | None = None,
                    progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: a video (or a faces or landmarks file of one) -> ``output`` (the
-    transforms) and the stabilized video beside it, in one pass: each frame waits (a lag's
-    worth of images) until its transform is finished. The transforms file is written last."""
+    transforms) and the stabilized video beside it. With ``all_faces``, ``output`` is the index
+    (``tracks_path``) and each track gets its own pair beside it (``track_path``)."""
     source = Path(source)
-    video = Path(formats.read_header(source)["source"]["path"]) if formats.stage_of(source) else source
+    if options.all_faces:
+        return _stabilize_tracks(source, output, options, progress)
+    video = _video_of(source)
     info = media.probe(video)
+    with all_or_nothing(stabilized_path(output), output):
+        rows = _stabilize_pass(_frames_with_rows(source, video, info), output, options, source, video, info,
+                               video if info.has_audio else None, progress)
+    return FileStats(frames=len(rows), rows=len(rows), faces=len({r[3] for r in rows}))
+
+
+def _video_of(source: Path) -> Path:
+    return Path(formats.read_header(source)["source"]["path"]) if formats.stage_of(source) else source
+
+
+def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Path, options: StabilizeOptions,
+                    source: Path, video: Path, info: media.MediaInfo, audio: Path | None,
+                    progress: ProgressCallback | None) -> list:
+    """``frames`` and their landmark rows -> ``output`` and the stabilized video beside it, in one
+    pass: each frame waits (a lag's worth of images) until its transform is finished. The
+    transforms file is written last. Returns its rows."""
     fps = info.fps or 25.0
     template = template_points(options)
     stream = _Stream(options, fps, template, (info.width, info.height))
     framing = _Framing(options, template, (info.width, info.height))
     follower = _Follower(options.face_id)
-    rows: list[tuple[np.ndarray, int, int, int]] = []  # transform, status, shot, face id per frame
-    waiting: deque[np.ndarray] = deque()  # the images of the frames not finished yet (a lag's worth)
+    rows: list[tuple[np.ndarray, int, int, int, int]] = []  # transform, status, shot, face id, source frame
+    waiting: deque[tuple[int, int, np.ndarray]] = deque()  # (frame, face id, image) of frames not finished yet
     shot = face = 0
-    audio = video if info.has_audio else None
-    with all_or_nothing(stabilized_path(output), output):
-        with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
-                               preset=ENCODER_PRESET) as writer:
-            for frame, marks in _frames_with_rows(source, video, info):
-                waiting.append(frame.image)
-                row = follower.pick(marks)
-                shot = int(marks.shot[0]) if len(marks) else shot
-                face = int(marks.face_id[row]) if row is not None else face
-                stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
-                            if row is not None else None, shot)
-                _emit(stream.ready(), stream, framing, waiting, writer, rows, face, options, progress)
-            _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, face, options, progress)
-            if not any(status != HELD for _, status, _, _ in rows):
-                raise NoFaceFound("no face found in the video; use one with a visible face", source)
-        _write_table(output, rows, fps, options, video, info, source, framing.size)
-    return FileStats(frames=len(rows), rows=len(rows), faces=len({f for *_, f in rows}))
+    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
+                           preset=ENCODER_PRESET) as writer:
+        for frame, marks in frames:
+            row = follower.pick(marks)
+            shot = int(marks.shot[0]) if len(marks) else shot
+            face = int(marks.face_id[row]) if row is not None else face
+            waiting.append((frame.index, face, frame.image))
+            stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
+                        if row is not None else None, shot)
+            _emit(stream.ready(), stream, framing, waiting, writer, rows, options, progress)
+        _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, options, progress)
+        if not any(status != HELD for _, status, *_ in rows):
+            raise NoFaceFound("no face found in the video; use one with a visible face", source)
+    _write_table(output, rows, fps, options, video, info, source, framing.size)
+    return rows
 
 
 def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, waiting: deque,
-          writer: media.VideoWriter, rows: list, face: int, options: StabilizeOptions,
+          writer: media.VideoWriter, rows: list, options: StabilizeOptions,
           progress: ProgressCallback | None) -> None:
     for index, params, status in finished:
+        frame, face, image = waiting.popleft()
         transform = framing.transform(params, stream.shot[index])
-        writer.write(_warp(waiting.popleft(), transform, framing.size, options))
-        rows.append((transform, status, stream.shot[index], face))
+        writer.write(_warp(image, transform, framing.size, options))
+        rows.append((transform, status, stream.shot[index], face, frame))
         if progress:
             progress(1)
 
@@ -336,9 +382,10 @@ def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing:
 def _write_table(output: Path, rows: list, fps: float, options: StabilizeOptions, video: Path,
                  info: media.MediaInfo, source: Path, size: tuple[int, int]) -> None:
     n = len(rows)
+    frames = np.array([r[4] for r in rows])
     transforms = np.stack([r[0] for r in rows])
     table = Stabilization(
-        frame_index=np.arange(n), timestamp_s=np.arange(n) / fps, face_id=[r[3] for r in rows],
+        frame_index=frames, timestamp_s=frames / fps, face_id=[r[3] for r in rows],
         shot=[r[2] for r in rows], transform_2x3=transforms, inverse_2x3=np.stack([_invert(m) for m in transforms]),
         status=[r[1] for r in rows])
     header = formats.make_header("stabilize", "facecli", asdict(options), video, info, source)
@@ -347,8 +394,84 @@ def _write_table(output: Path, rows: list, fps: float, options: StabilizeOptions
         writer.close(frames=n, output_size=list(size))
 
 
-def stabilize(video: str | Path, output: str | Path, **options: Any) -> Stabilization:
-    """Stabilize one video into ``output`` (a ``.stabilize.parquet``; the video goes beside it)."""
-    output = Path(output)
-    stabilize_file(Path(video), output, StabilizeOptions(**options))
-    return formats.read_table(output)
+# --------------------------------------------------------------------------- all_faces: one output per track
+
+
+def _stabilize_tracks(source: Path, index: Path, options: StabilizeOptions,
+                      progress: ProgressCallback | None) -> FileStats:
+    """The landmarks once, then per track one pass over the video from its first to its last
+    frame (memory as for one face); the index last, so that it proves every track done."""
+    with tempfile.TemporaryDirectory(prefix="facecli-stabilize-") as tmp:
+        marks = landmarks_source(source, Path(tmp), "input", smooth=False)  # as _frames_with_rows makes them
+        video = _video_of(marks)
+        info = media.probe(video)
+        fps = info.fps or 25.0
+        spans = _track_spans(marks)
+        kept = {face: span for face, span in spans.items() if span[2] >= MIN_TRACK_S * fps}
+        if not kept:
+            raise NoFaceFound(f"no face track lasts {MIN_TRACK_S} s; use a video with a steadily visible face", source)
+        tables = {face: track_path(index, face) for face in kept}
+        index.unlink(missing_ok=True)  # an old index must not vouch for tracks that a failure leaves half redone
+        written = 0
+        with all_or_nothing(index, *tables.values(), *map(stabilized_path, tables.values())):
+            for face, (first, last, _) in kept.items():
+                audio = _cut_audio(video, first / fps, (last + 1 - first) / fps, Path(tmp)) if info.has_audio else None
+                frames = islice(_frames_with_rows(marks, video, info), first, last + 1)
+                written += len(_stabilize_pass(frames, tables[face], replace(options, all_faces=False, face_id=face),
+                                               source, video, info, audio, progress))
+            _write_index(index, tables, spans, options, source, video, info)
+    return FileStats(frames=written, rows=written, faces=len(kept))
+
+
+def _track_spans(marks: Path) -> dict[int, tuple[int, int, int]]:
+    """face id -> (first frame, last frame, frames seen) of each track of a landmarks file."""
+    spans: dict[int, tuple[int, int, int]] = {}
+    for batch in formats.iter_batches(marks):
+        for face, frame in zip(batch.face_id.tolist(), batch.frame_index.tolist()):
+            first, _, seen = spans.get(face, (frame, frame, 0))
+            spans[face] = (first, frame, seen + 1)
+    return spans
+
+
+def _cut_audio(video: Path, start_s: float, duration_s: float, folder: Path) -> Path:
+    """The video's audio under one track's frames, as WAV (lossless: the writer encodes it once)."""
+    out = folder / "track-audio.wav"
+    cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{start_s:.6f}",
+           "-t", f"{duration_s:.6f}", "-i", f"file:{video.resolve()}", "-map", "0:a:0", "-c:a", "pcm_s16le",
+           f"file:{out}"]
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise InputError(f"ffmpeg cannot cut its audio ({last}); re-encode the video", video)
+    return out
+
+
+def _write_index(index: Path, tables: dict[int, Path], spans: dict[int, tuple[int, int, int]],
+                 options: StabilizeOptions, source: Path, video: Path, info: media.MediaInfo) -> None:
+    """Every written track's rows in one table; the header lists those tracks and the skipped ones."""
+    header = formats.make_header("stabilize", "facecli", asdict(options), video, info, source)
+    with formats.TableWriter(index, "stabilize", header) as writer:
+        for table in tables.values():
+            for batch in formats.iter_batches(table):
+                writer.write(batch)
+        writer.close(
+            tracks=[{"face_id": face, "first_frame": spans[face][0], "last_frame": spans[face][1],
+                     "table": table.name, "video": stabilized_path(table).name} for face, table in tables.items()],
+            skipped=[{"face_id": face, "frames_seen": seen} for face, (_, _, seen) in spans.items()
+                     if face not in tables])
+
+
+def stabilize(video: str | Path, output: str | Path, **options: Any) -> Stabilization | dict[int, Stabilization]:
+    """Stabilize one video into ``output`` (a ``.stabilize.parquet``; the video goes beside it).
+
+    ``all_faces=True``: every track into its own pair beside ``output`` (``track_path`` of
+    ``tracks_path(output)``, the index); returns {face id: that track's Stabilization}.
+    """
+    output, opts = Path(output), StabilizeOptions(**options)
+    if not opts.all_faces:
+        stabilize_file(Path(video), output, opts)
+        return formats.read_table(output)
+    index = tracks_path(output)
+    stabilize_file(Path(video), index, opts)
+    return {track["face_id"]: formats.read_table(index.with_name(track["table"]))
+            for track in formats.read_header(index)["tracks"]}

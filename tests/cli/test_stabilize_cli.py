@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
+import pytest
 
 from facecli import media
 from facecli.facemodel import RIGID_INDICES, mean_face
@@ -62,3 +64,34 @@ def test_mesh_mode_errors(tmp_path):
     assert empty.returncode == 1 and "empty" in empty.stderr
     into_itself = run("stabilize", str(folder), "--mesh", "-o", str(folder))
     assert into_itself.returncode == 2
+
+
+@pytest.mark.slow
+def test_video_mode_all_faces_in_frame_mode_resumes(tmp_path):
+    """One pair per track, named by face id; the index proves the job done for resume."""
+    first = run("stabilize", str(MEGAMIND), "-o", str(tmp_path), "--all-faces", "--mode", "frame", "--json")
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)["files"][0]
+    assert report["status"] == "done" and report["output"] == str(tmp_path / "Megamind.tracks.stabilize.parquet")
+    tracks = read_table(tmp_path / "Megamind.tracks.stabilize.parquet").header["tracks"]
+    assert report["faces"] == len(tracks) >= 2
+    for track in tracks:
+        table = read_table(tmp_path / f"Megamind.face{track['face_id']}.stabilize.parquet")
+        info = media.probe(tmp_path / track["video"])
+        assert (info.width, info.height, info.frame_count) == (720, 528, len(table))
+        assert table.header["settings"]["mode"] == "frame"
+    assert not (tmp_path / "Megamind.stabilize.parquet").exists()
+    again = run("stabilize", str(MEGAMIND), "-o", str(tmp_path), "--all-faces", "--mode", "frame", "--json")
+    assert json.loads(again.stdout)["files"][0]["status"] == "skipped"
+
+
+def test_all_faces_usage_errors(tmp_path):
+    both = run("stabilize", str(MEGAMIND), "-o", str(tmp_path / "out"), "--all-faces", "--face-id", "1")
+    assert both.returncode == 2 and both.stderr.strip().count("\n") == 0 and "--all-faces" in both.stderr
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(MEGAMIND, tmp_path / folder)
+    same_stem = run("stabilize", str(tmp_path / "a" / "Megamind.avi"), str(tmp_path / "b" / "Megamind.avi"), "-o",
+                    str(tmp_path / "out"), "--all-faces")
+    assert same_stem.returncode == 2 and "Megamind.tracks.stabilize.parquet" in same_stem.stderr
+    assert not any((tmp_path / "out").glob("*"))
