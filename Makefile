@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python benchmarks/portraits.py
 	$(BIN)/python benchmarks/stabilize_bench.py
 	$(BIN)/python benchmarks/reconstruct_bench.py
+	$(BIN)/python benchmarks/classify_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -275,11 +275,12 @@ def machine() -> dict[str, str]:
 PORTRAITS_MARKER = "<!-- animate and reenact benchmarks: written by benchmarks/portraits.py -->"
 STABILIZE_MARKER = "<!-- stabilize benchmarks: written by benchmarks/stabilize_bench.py -->"
 RECONSTRUCT_MARKER = "<!-- reconstruct benchmarks: written by benchmarks/reconstruct_bench.py -->"
+CLASSIFY_MARKER = "<!-- classify benchmarks: written by benchmarks/classify_bench.py -->"
 SECTION_START = "<!-- "  # every section other scripts write begins with such a marker line
 
 
 def run_benches(doc: str, prefix: str, benches: Callable[[Path], list[Row]],
-                write: Callable[[list[Row], str], None], argv: list[str] | None = None) -> int:
+                write: Callable[[list[Row], str], None], argv: list[str] | None = None, cores: str = "all used") -> int:
     """The main of a benchmark script: run ``benches`` in a scratch folder, print the summary,
     and with ``--write-docs`` hand the rows and the machine's description to ``write``."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -293,7 +294,7 @@ def run_benches(doc: str, prefix: str, benches: Callable[[Path], list[Row]],
     section("summary")
     print(text_table(rows))
     if args.write_docs:
-        info = machine() | {"CPU": f"{machine()['CPU'].split(',')[0]}, {os.cpu_count()} cores (all used)"}
+        info = machine() | {"CPU": f"{machine()['CPU'].split(',')[0]}, {os.cpu_count()} cores ({cores})"}
         write(rows, "\n".join(f"- {key}: {value}" for key, value in info.items()))
         print(f"\nwrote {DOCS.relative_to(REPO)}")
     return 0
@@ -315,8 +316,8 @@ def replace_section(marker: str, body: str) -> None:
 def write_docs(rows: list[Row], info: dict[str, str], quick: bool) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
     old = DOCS.read_text() if DOCS.exists() else ""
-    first = min((old.find(m) for m in (PORTRAITS_MARKER, STABILIZE_MARKER, RECONSTRUCT_MARKER) if m in old),
-                default=-1)
+    markers = (PORTRAITS_MARKER, STABILIZE_MARKER, RECONSTRUCT_MARKER, CLASSIFY_MARKER)
+    first = min((old.find(m) for m in markers if m in old), default=-1)
     portraits = old[first:] if first >= 0 else ""  # the other scripts' sections, kept as they are
     DOCS.write_text(f"""# Benchmarks
 

@@ -15,8 +15,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from .errors import BackendUnavailable, FacecliError, InputError, NoFaceFound, OutputError, UsageError  # noqa: E402
 from .formats import read_header, read_table  # noqa: E402
-from .results import Faces, Landmarks, Motion, Reconstruction  # noqa: E402
+from .results import Classification, Faces, Landmarks, Motion, Reconstruction  # noqa: E402
 from .stages.animate import animate  # noqa: E402
+from .stages.classify import classify  # noqa: E402
 from .stages.reenact import reenact  # noqa: E402
 from .stages.detect import detect  # noqa: E402
 from .stages.landmarks import landmarks  # noqa: E402
@@ -24,6 +25,7 @@ from .stages.reconstruct import reconstruct  # noqa: E402
 
 __all__ = [
     "BackendUnavailable",
+    "Classification",
     "FacecliError",
     "Faces",
     "InputError",
@@ -35,6 +37,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "animate",
+    "classify",
     "detect",
     "landmarks",
     "read_header",

@@ -51,6 +51,7 @@ class FileResult:
     rows: int = 0
     faces: int = 0
     seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)  # e.g. classify's dominant expression per track
 
 
 @dataclass
@@ -159,6 +160,7 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None, verbose: bo
     try:
         stats = job.run(job.source, job.output, job.options, job.preview, progress or _report_frames)
         result.status, result.frames, result.rows, result.faces = "done", stats.frames, stats.rows, stats.faces
+        result.summary = stats.summary
     except FacecliError as exc:
         # Name the input even when the error is about another path (an -o folder, a media file).
         result.reason = str(exc) if str(exc).startswith(str(job.source)) else f"{job.source}: {exc}"

@@ -19,6 +19,7 @@ Left and right are the subject's, as ARKit's: ``eyeBlinkLeft`` is the eye on the
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
@@ -48,7 +49,7 @@ OUTER_BROW = ((70, 63, 46, 53), (300, 293, 276, 283))
 MOUTH_CORNER = (61, 291)
 UPPER_LIP = ((37, 82), (267, 312))
 LOWER_LIP = ((84, 87), (314, 317))
-UNDER_EYE = ((117, 118, 101), (346, 347, 330))
+UNDER_EYE = ((117, 118, 101, 123, 147, 187), (346, 347, 330, 352, 376, 411))  # infraorbital and malar cheek
 NOSE_WING = ((64, 48), (294, 278))
 CHEEK = ((205, 50), (425, 280))
 UPPER_LIP_MID, LOWER_LIP_INNER, UPPER_LIP_INNER, CHIN, NOSE_BASE = 0, 14, 13, 152, 2
@@ -57,10 +58,12 @@ UPPER_LIP_MID, LOWER_LIP_INNER, UPPER_LIP_INNER, CHIN, NOSE_BASE = 0, 14, 13, 15
 FULL_SCALE_MM = {
     "jaw_drop": 25.0, "jaw_side": 6.0, "mouth_side": 5.0, "corner_up": 4.0, "corner_down": 3.0,
     "corner_out": 5.0, "lip_raise": 4.0, "lip_lower": 4.0, "brow_up": 6.0, "brow_down": 4.0,
-    "lid_raise": 1.5, "cheek_raise": 4.0, "cheek_out": 5.0, "nose_wing_up": 2.5,
+    "lid_raise": 1.5, "cheek_raise": 2.5, "cheek_out": 5.0, "nose_wing_up": 2.5, "chin_raise": 3.0,
+    "corner_back": 3.0, "brows_together": 4.0,
 }
 MOUTH_NARROW = 0.2  # mouth 20% narrower than neutral: full pucker or funnel
 FUNNEL_GAP_MM = 5.0  # lip gap that turns a pucker into a funnel
+PARTED_SPREAD = 0.2  # mm each corner moves out per mm the lips part: not a stretch (measured, jaw drops)
 LIP_PRESS = 0.3  # lips 30% thinner: full press; rolled in beyond that
 LIP_ROLL = (0.25, 0.45)  # thinning where rolling starts, and its full scale
 EYE_CLOSED = 0.8  # lid gap shrunk by 80% of the neutral gap: fully closed
@@ -70,6 +73,7 @@ EYEBALL_RADIUS_MM = 12.0
 
 NEUTRAL_BAND = 0.6  # a person's neutral may differ from the population's by this many full scales
 FRAMES_FOR_FULL_BAND = 150  # frames seen before the band is fully open
+UNSURE_SHARE = 0.35  # full scales of change a population neutral cannot tell from a person's own face
 # Measures whose rest lies at one end of their range: a talking face's median has the jaw half open.
 REST_AT_LOW = ("chin_drop", "lip_gap")
 REST_PERCENTILE = 10
@@ -81,6 +85,7 @@ MEASURED = (
     "eyeLookUpLeft", "eyeLookUpRight",
     "jawOpen", "jawLeft", "jawRight", "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
     "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthShrugLower",
     "mouthPressLeft", "mouthPressRight", "mouthRollUpper", "mouthRollLower", "mouthUpperUpLeft", "mouthUpperUpRight",
     "mouthLowerDownLeft", "mouthLowerDownRight", "browDownLeft", "browDownRight", "browInnerUp",
     "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
@@ -133,6 +138,8 @@ def measures(faces_mm: np.ndarray) -> dict[str, np.ndarray]:
         "under_eye": _per_side(lambda s: _y(f, UNDER_EYE[s])),
         "nose_wing": _per_side(lambda s: _y(f, NOSE_WING[s])),
         "cheek_out": _per_side(lambda s: outward[s] * f[:, list(CHEEK[s]), 0].mean(axis=1)),
+        "corner_depth": _per_side(lambda s: f[:, MOUTH_CORNER[s], 2] - f[:, UPPER_LIP_MID, 2]),
+        "brow_gap": x[:, INNER_BROW[1][0]] - x[:, INNER_BROW[0][0]],
     }
 
 
@@ -143,6 +150,7 @@ BAND_SCALE_MM = {
     "mouth_width": "corner_out", "mouth_x": "mouth_side", "corner_height": "corner_up", "corner_out": "corner_out",
     "upper_lip_thickness": "lip_raise", "lower_lip_thickness": "lip_lower", "upper_lip_height": "lip_raise",
     "lower_lip_to_chin": "lip_lower", "under_eye": "cheek_raise", "nose_wing": "nose_wing_up", "cheek_out": "cheek_out",
+    "corner_depth": "corner_back", "brow_gap": "brows_together",
 }
 
 
@@ -155,59 +163,127 @@ def population_neutral() -> dict[str, np.ndarray]:
     return {name: value[0] for name, value in measures(face[None]).items()}
 
 
-def neutral_measures(faces_mm: np.ndarray, frames_seen: int) -> dict[str, np.ndarray]:
-    """A person's neutral measures from a sample of their faces (K, 478, 3): the median of each
-    measure, or for those that rest at one end (a closed jaw, closed lips) a low percentile; held
-    within a band around the population neutral that widens with the frames seen (the closed
-    mouth needs no band once FRAMES_FOR_OWN_REST frames are seen)."""
+@dataclass
+class Neutral:
+    """A person's neutral measures, and how uncertain each still is (mm, or the measure's unit):
+    changes within the uncertainty read as no change."""
+
+    values: dict[str, np.ndarray]
+    tolerance: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def changes(self, measured: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each measure minus its neutral value, shrunk towards 0 by the tolerance."""
+        out = {}
+        for name, value in measured.items():
+            change = value - self.values[name]
+            out[name] = np.sign(change) * np.maximum(np.abs(change) - self.tolerance[name], 0.0)
+        return out
+
+
+def neutral_measures(faces_mm: np.ndarray, frames_seen: int) -> Neutral:
+    """A person's neutral from a sample of their faces (K, 478, 3): the median of each measure,
+    or for those that rest at one end (a closed jaw, closed lips) a low percentile; held within
+    a band around the population neutral that widens with the frames seen (the closed mouth
+    needs no band once FRAMES_FOR_OWN_REST frames are seen). The part of the band not yet open
+    is the neutral's uncertainty: a single image reads only changes beyond the usual spread of
+    faces around the population neutral, never a wide mouth or narrow eyes as expression."""
     sample = measures(faces_mm)
     openness = min(1.0, frames_seen / FRAMES_FOR_FULL_BAND)
-    neutral = {}
+    values, tolerance = {}, {}
     for name, population in population_neutral().items():
         own = np.percentile(sample[name], REST_PERCENTILE, axis=0) if name in REST_AT_LOW else \
             np.median(sample[name], axis=0)
-        band = NEUTRAL_BAND * FULL_SCALE_MM[BAND_SCALE_MM[name]] * openness
+        full_band = NEUTRAL_BAND * FULL_SCALE_MM[BAND_SCALE_MM[name]]
+        band, unsure = full_band * openness, UNSURE_SHARE * full_band / NEUTRAL_BAND * (1.0 - openness)
         if name in REST_AT_LOW and frames_seen >= FRAMES_FOR_OWN_REST:
-            band = np.inf  # a closed mouth is seen in any second of video: no population needed
-        neutral[name] = np.clip(own, population - band, population + band)
-    return neutral
+            band, unsure = np.inf, 0.0  # a closed mouth is seen in any second of video: no population needed
+        # Pairs move together: the band holds the pair's mean, and the person's own left/right
+        # difference is kept (as far as the frames seen allow), or a lopsided face reads as contempt
+        centre = own.mean(axis=-1, keepdims=True) if own.ndim == 1 and own.size == 2 else own
+        values[name] = np.clip(centre, population - band, population + band) + (own - centre) * openness
+        tolerance[name] = np.full_like(values[name], unsure, dtype=np.float64)
+    return Neutral(values, tolerance)
 
 
 def _ramp(value: np.ndarray, full_scale: float) -> np.ndarray:
     return np.clip(value / full_scale, 0.0, 1.0)
 
 
-def measure_blendshapes(faces_mm: np.ndarray, neutral: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 478, 3) head-frame faces -> ((N, 52) weights 0-1 in :data:`ARKIT_NAMES` order,
-    (N, 2) gaze yaw and pitch in degrees, see :func:`gaze_deg`)."""
-    m = measures(faces_mm)
-    d = {name: m[name] - neutral[name] for name in m}
+@dataclass
+class Reading:
+    """What :func:`measure_blendshapes` reads off faces against a neutral."""
+
+    weights: np.ndarray  # (N, 52) 0-1 in ARKIT_NAMES order
+    gaze_deg: np.ndarray  # (N, 2) eye yaw and pitch, see gaze_deg()
+    changes_mm: dict[str, np.ndarray]  # each measure minus its neutral value
+
+    def weight(self, name: str) -> np.ndarray:
+        return self.weights[:, ARKIT_NAMES.index(name)]
+
+    def both_sides(self, stem: str) -> np.ndarray:
+        """(N,) mean of a left/right pair, e.g. ``both_sides("mouthSmile")``."""
+        return (self.weight(f"{stem}Left") + self.weight(f"{stem}Right")) / 2
+
+
+def measure_blendshapes(faces_mm: np.ndarray, neutral: Neutral) -> Reading:
+    """(N, 478, 3) head-frame faces -> their ARKit weights, gaze and measure changes."""
+    d = neutral.changes(measures(faces_mm))
+    lip_open = _ramp(d["lip_gap"], FUNNEL_GAP_MM)
+    w = _mouth_weights(d, neutral, lip_open)
+    w["browInnerUp"] = _ramp(-d["inner_brow"].mean(axis=1), FULL_SCALE_MM["brow_up"])
+    w["cheekPuff"] = _ramp(d["cheek_out"].mean(axis=1), FULL_SCALE_MM["cheek_out"])
+    for stem, values in _per_side_weights(d, neutral, lip_open).items():
+        for side, name in enumerate(SIDES):
+            w[f"{stem}{name}"] = values[:, side]
+    gaze = gaze_deg(d["iris_xy"])
+    w |= {_arkit(name): values for name, values in gaze_weights(gaze).items()}
+    out = np.zeros((len(lip_open), len(ARKIT_NAMES)), np.float32)
+    for name, values in w.items():
+        out[:, ARKIT_NAMES.index(name)] = values
+    return Reading(out, gaze.astype(np.float32), d)
+
+
+def _mouth_weights(d: dict[str, np.ndarray], neutral: Neutral,
+                   lip_open: np.ndarray) -> dict[str, np.ndarray]:
     s = FULL_SCALE_MM
-    w: dict[str, np.ndarray] = {}
-    lid = d["lid_gap"] / neutral["lid_gap"]
     lips_apart = _ramp(d["lip_gap"], JAW_GAP_SHARE * s["jaw_drop"])
     # Lips part mostly by the jaw: it is at least as open as they are (the chin is the
     # mesh's least certain point, the lips its best)
     jaw = np.maximum(_ramp(d["chin_drop"], s["jaw_drop"]), lips_apart)
     narrow = _ramp(-d["mouth_width"] / neutral["mouth_width"], MOUTH_NARROW)
-    lip_open = _ramp(d["lip_gap"], FUNNEL_GAP_MM)
-    w["jawOpen"], w["mouthClose"] = jaw, np.clip(jaw - lips_apart, 0.0, 1.0)
-    w["jawLeft"], w["jawRight"] = _ramp(d["chin_x"], s["jaw_side"]), _ramp(-d["chin_x"], s["jaw_side"])
-    w["mouthLeft"], w["mouthRight"] = _ramp(d["mouth_x"], s["mouth_side"]), _ramp(-d["mouth_x"], s["mouth_side"])
-    w["mouthPucker"], w["mouthFunnel"] = narrow * (1.0 - lip_open), narrow * lip_open
     thinning = -np.stack([d["upper_lip_thickness"] / neutral["upper_lip_thickness"],
                           d["lower_lip_thickness"] / neutral["lower_lip_thickness"]])  # (2 lips, N, 2 sides)
-    w["mouthRollUpper"] = _ramp(thinning[0].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1])
-    w["mouthRollLower"] = _ramp(thinning[1].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1])
-    w["browInnerUp"] = _ramp(-d["inner_brow"].mean(axis=1), s["brow_up"])
-    w["cheekPuff"] = _ramp(d["cheek_out"].mean(axis=1), s["cheek_out"])
+    return {
+        "jawOpen": jaw, "mouthClose": np.clip(jaw - lips_apart, 0.0, 1.0),
+        "jawLeft": _ramp(d["chin_x"], s["jaw_side"]), "jawRight": _ramp(-d["chin_x"], s["jaw_side"]),
+        "mouthLeft": _ramp(d["mouth_x"], s["mouth_side"]), "mouthRight": _ramp(-d["mouth_x"], s["mouth_side"]),
+        "mouthPucker": narrow * (1.0 - lip_open), "mouthFunnel": narrow * lip_open,
+        "mouthRollUpper": _ramp(thinning[0].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
+        "mouthRollLower": _ramp(thinning[1].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
+        # the chin boss pushing up against closed lips (AU17)
+        "mouthShrugLower": _ramp(-d["chin_drop"], s["chin_raise"]) * (1.0 - lip_open),
+    }
+
+
+def _per_side_weights(d: dict[str, np.ndarray], neutral: Neutral,
+                      lip_open: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 2) per-side weights (right, left), by the stem of their ARKit names."""
+    s = FULL_SCALE_MM
+    lid = d["lid_gap"] / neutral["lid_gap"]
     smile = _ramp(-d["corner_height"], s["corner_up"])
-    per_side = {
+    thinning = -(d["upper_lip_thickness"] / neutral["upper_lip_thickness"]
+                 + d["lower_lip_thickness"] / neutral["lower_lip_thickness"]) / 2
+    return {
         "eyeBlink": _ramp(-lid, EYE_CLOSED), "eyeWide": _ramp(lid, EYE_WIDE),
         "eyeSquint": _ramp(-d["lower_lid"], s["lid_raise"]),
         "mouthSmile": smile, "mouthFrown": _ramp(d["corner_height"], s["corner_down"]),
-        "mouthStretch": _ramp(d["corner_out"], s["corner_out"]) * (1.0 - smile),
-        "mouthPress": _ramp(thinning.mean(axis=0), LIP_PRESS) * (1.0 - lip_open[:, None]),
+        "mouthStretch": _ramp(d["corner_out"] - PARTED_SPREAD * np.maximum(d["lip_gap"], 0.0)[:, None],
+                              s["corner_out"]) * (1.0 - smile),
+        "mouthDimple": _ramp(d["corner_depth"], s["corner_back"]) * (1.0 - smile),  # a smile pulls back too
+        "mouthPress": _ramp(thinning, LIP_PRESS) * (1.0 - lip_open[:, None]),
         "mouthUpperUp": _ramp(-d["upper_lip_height"], s["lip_raise"]),
         "mouthLowerDown": _ramp(-d["lower_lip_to_chin"], s["lip_lower"]),
         "browDown": _ramp((d["inner_brow"] + d["outer_brow"]) / 2, s["brow_down"]),
@@ -215,15 +291,6 @@ def measure_blendshapes(faces_mm: np.ndarray, neutral: dict[str, np.ndarray]) ->
         "cheekSquint": _ramp(-d["under_eye"], s["cheek_raise"]),
         "noseSneer": _ramp(-d["nose_wing"], s["nose_wing_up"]),
     }
-    for stem, values in per_side.items():
-        for side, name in enumerate(SIDES):
-            w[f"{stem}{name}"] = values[:, side]
-    gaze = gaze_deg(d["iris_xy"])
-    w |= {_arkit(name): values for name, values in gaze_weights(gaze).items()}
-    out = np.zeros((len(jaw), len(ARKIT_NAMES)), np.float32)
-    for name, values in w.items():
-        out[:, ARKIT_NAMES.index(name)] = values
-    return out, gaze.astype(np.float32)
 
 
 def gaze_deg(iris_shift_mm: np.ndarray) -> np.ndarray:

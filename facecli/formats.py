@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_output
 from .errors import InputError
-from .results import ARKIT_NAMES, FACE_CONTROLS, Faces, FaceTable, Landmarks, Motion, Reconstruction, Stabilization
+from .results import (ARKIT_NAMES, AUS, EXPRESSIONS, FACE_CONTROLS, INTENSITY_AUS, Classification, Faces, FaceTable,
+                      Landmarks, Motion, Reconstruction, Stabilization)
 
 FORMAT_VERSION = 1
 HEADER_KEY = b"facecli"
@@ -111,6 +112,19 @@ RECONSTRUCT_COLUMNS = [
 ]
 
 
+CLASSIFY_COLUMNS = [
+    *LANDMARKS_COLUMNS[:6],  # frame, face_id, timestamp, confidence, success, shot
+    Columns("gaze_angle_rad", ("gaze_angle_x", "gaze_angle_y"), "%.3f"),
+    *LANDMARKS_COLUMNS[6:8],  # pose_T*, pose_R*
+    RECONSTRUCT_COLUMNS[8],  # x_0..x_67, y_0..y_67
+    Columns("au_intensity", tuple(f"AU{au:02d}_r" for au in INTENSITY_AUS), "%.2f"),
+    Columns("au_presence", tuple(f"AU{au:02d}_c" for au in AUS), "%d"),
+    Columns("expressions", tuple(f"emotion_{name}" for name in EXPRESSIONS), "%.3f"),
+    Columns("valence_arousal", ("valence", "arousal"), "%.3f"),
+    Columns("explanation", ("explanation",), "%s"),
+]
+
+
 STABILIZE_COLUMNS = [
     *_common(None),
     Columns("shot", ("shot",), "%d"),
@@ -135,6 +149,7 @@ FORMATS = {
     "motion": StageFormat("motion", Motion, MOTION_COLUMNS),
     "stabilize": StageFormat("stabilize", Stabilization, STABILIZE_COLUMNS),
     "reconstruct": StageFormat("reconstruct", Reconstruction, RECONSTRUCT_COLUMNS),
+    "classify": StageFormat("classify", Classification, CLASSIFY_COLUMNS),
 }
 
 

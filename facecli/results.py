@@ -153,6 +153,11 @@ ARKIT_NAMES = (
     "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
 )
 
+# OpenFace 2.0's action units, in its column order; AU28 has presence only.
+AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)
+INTENSITY_AUS = tuple(au for au in AUS if au != 28)
+EXPRESSIONS = ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt")
+
 # Face controls of a talking portrait, each 0-1 (0 = rest: lips together, eyes open). Names
 # follow ARKit blendshapes where one exists; left/right pairs are symmetric except blinks.
 FACE_CONTROLS = (
@@ -215,7 +220,26 @@ class Stabilization(FaceTable):
 
 
 @dataclasses.dataclass(kw_only=True)
-class Reconstruction(_HeadPose, FaceTable):
+class _PosedFaces(_HeadPose, FaceTable):
+    """The columns reconstruct and classify share with the landmarks: confidence, head pose
+    (OpenFace's pose_R*, pose_T*) and the 68 iBUG points, px."""
+
+    confidence: np.ndarray
+    rotation_rad: np.ndarray
+    translation_mm: np.ndarray
+    landmarks_68: np.ndarray
+
+    SHAPES: ClassVar = {
+        **FaceTable.SHAPES,
+        "confidence": ((), np.float32),
+        "rotation_rad": ((3,), np.float32),
+        "translation_mm": ((3,), np.float32),
+        "landmarks_68": ((68, 2), np.float32),
+    }
+
+
+@dataclasses.dataclass(kw_only=True)
+class Reconstruction(_PosedFaces):
     """Per-frame metric 3D faces of ``facecli reconstruct``.
 
     ``vertices_cm``: the 478 mesh points (MediaPipe topology, irises last) in the head frame,
@@ -228,19 +252,11 @@ class Reconstruction(_HeadPose, FaceTable):
     ``vertices_cm`` minus it is the expression.
     """
 
-    confidence: np.ndarray
-    rotation_rad: np.ndarray
-    translation_mm: np.ndarray
-    landmarks_68: np.ndarray
     blendshapes: np.ndarray
     vertices_cm: np.ndarray
 
     SHAPES: ClassVar = {
-        **FaceTable.SHAPES,
-        "confidence": ((), np.float32),
-        "rotation_rad": ((3,), np.float32),
-        "translation_mm": ((3,), np.float32),
-        "landmarks_68": ((68, 2), np.float32),
+        **_PosedFaces.SHAPES,
         "blendshapes": ((52,), np.float32),
         "vertices_cm": ((478, 3), np.float32),
     }
@@ -248,3 +264,39 @@ class Reconstruction(_HeadPose, FaceTable):
     def blendshape(self, name: str) -> np.ndarray:
         """(N,) one coefficient, e.g. ``table.blendshape("jawOpen")``."""
         return self.blendshapes[:, ARKIT_NAMES.index(name)]
+
+
+@dataclasses.dataclass(kw_only=True)
+class Classification(_PosedFaces):
+    """Per-frame action units and expressions of ``facecli classify``.
+
+    ``au_intensity``: 0-5 for :data:`INTENSITY_AUS` (OpenFace's AUxx_r); ``au_presence``: 0/1
+    for :data:`AUS` (AUxx_c). ``expressions``: probabilities in :data:`EXPRESSIONS` order.
+    ``valence_arousal``: each in [-1, 1]. ``gaze_angle_rad``: OpenFace's gaze_angle_x/y (camera axes; 0, 0 looks into the
+    camera). ``explanation``: one sentence (empty unless asked for).
+    """
+
+    au_intensity: np.ndarray
+    au_presence: np.ndarray
+    gaze_angle_rad: np.ndarray
+    expressions: np.ndarray
+    valence_arousal: np.ndarray
+    explanation: np.ndarray
+
+    SHAPES: ClassVar = {
+        **_PosedFaces.SHAPES,
+        "au_intensity": ((len(INTENSITY_AUS),), np.float32),
+        "au_presence": ((len(AUS),), np.int8),
+        "gaze_angle_rad": ((2,), np.float32),
+        "expressions": ((len(EXPRESSIONS),), np.float32),
+        "valence_arousal": ((2,), np.float32),
+        "explanation": ((), np.str_),
+    }
+
+    def expression(self, name: str) -> np.ndarray:
+        """(N,) one expression's probability, e.g. ``table.expression("happiness")``."""
+        return self.expressions[:, EXPRESSIONS.index(name)]
+
+    def au(self, number: int) -> np.ndarray:
+        """(N,) one AU's intensity 0-5, e.g. ``table.au(12)``."""
+        return self.au_intensity[:, INTENSITY_AUS.index(number)]

@@ -3,9 +3,9 @@ import facecli
 
 def test_public_api_is_pinned() -> None:
     assert sorted(facecli.__all__) == [
-        "BackendUnavailable", "FacecliError", "Faces", "InputError", "Landmarks", "Motion", "NoFaceFound",
-        "OutputError", "UsageError", "__version__", "animate", "detect", "landmarks", "read_header", "read_table",
-        "reenact",
+        "BackendUnavailable", "Classification", "FacecliError", "Faces", "InputError", "Landmarks", "Motion",
+        "NoFaceFound", "OutputError", "Reconstruction", "UsageError", "__version__", "animate", "classify", "detect",
+        "landmarks", "read_header", "read_table", "reconstruct", "reenact",
     ]
     for name in facecli.__all__:
         assert hasattr(facecli, name)

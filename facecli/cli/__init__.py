@@ -12,10 +12,10 @@ from ..batch import raise_interrupt
 from ..errors import FacecliError
 from .common import console
 from .animate import animate
+from .classify import classify
 from .detect import detect
 from .doctor import doctor
 from .landmarks import landmarks
-from .planned import PLANNED, planned_command
 from .reconstruct import reconstruct
 from .reenact import reenact
 from .stabilize import stabilize
@@ -32,9 +32,7 @@ app.command()(animate)
 app.command()(reenact)
 app.command()(stabilize)
 app.command()(reconstruct)
-for _name in PLANNED:
-    app.command(_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-        planned_command(_name))
+app.command()(classify)
 app.command()(doctor)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import sys
 
@@ -10,7 +11,6 @@ from rich.table import Table
 
 from .. import __version__, backends, media
 from .common import console
-from .planned import PLANNED
 
 
 def doctor() -> None:
@@ -24,8 +24,9 @@ def doctor() -> None:
         if row.name == "fake":
             continue  # the test double is not for users
         table.add_row(row.stage, row.name, "[green]yes[/]" if row.usable else "[red]no[/]", row.detail, row.weights)
-    for stage in PLANNED:
-        table.add_row(stage, "-", "[yellow]not yet[/]", "not implemented yet", "-")
+    onnx = importlib.util.find_spec("onnxruntime") is not None
+    table.add_row("classify --model", "onnx", "[green]yes[/]" if onnx else "[yellow]optional[/]",
+                  "onnxruntime" if onnx else "pip install 'facecli[onnx]'", "PATH.onnx + PATH.yaml")
     console.print(table)
     try:
         console.print(f"ffmpeg: {media.ffmpeg_exe()}", markup=False, highlight=False)

@@ -14,7 +14,22 @@ from ..stages.reconstruct import MESH_FORMATS, ReconstructOptions, reconstruct_f
 from . import common
 
 
-def _media_of(path: Path) -> Path:
+# Options of the stages that run the landmarks themselves (reconstruct, classify).
+Focal = Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
+                                                help="Camera focal length, px (default: max(width, height)).")]
+Smooth = Annotated[bool, typer.Option(help="One Euro filter on the landmarks first.")]
+MinScore = Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")]
+MaxFaces = Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")]
+
+
+def landmark_options(values: dict[str, Any]) -> LandmarkOptions:
+    """The landmarks such a stage runs: still images mirror-averaged (less left/right bias)."""
+    return LandmarkOptions(detect=DetectOptions(min_score=values["min_score"], max_faces=values["max_faces"]),
+                           smooth=values["smooth"], focal_px=values["focal"], mirror_average=True)
+
+
+def media_of(path: Path) -> Path:
+    """The media a stage input stands for (itself, or a faces or landmarks file's source)."""
     return resolve_source(path, formats.stage_of(path) or "faces")[0]
 
 
@@ -33,12 +48,10 @@ def reconstruct(
                                           "frontal frame, with its identity mesh (<stem>.face<ID>.obj).")] = False,
     livelink: Annotated[bool, typer.Option(help="A Live Link Face CSV per face (<stem>.face<ID>.livelink.csv).")]
     = False,
-    focal: Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
-                                                   help="Camera focal length, px (default: max(width, height)).")]
-    = None,
-    smooth: Annotated[bool, typer.Option(help="One Euro filter on the landmarks first.")] = False,
-    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drop weaker detections (0-1).")] = 0.5,
-    max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
+    focal: Focal = None,
+    smooth: Smooth = False,
+    min_score: MinScore = 0.5,
+    max_faces: MaxFaces = 0,
     **shared: Any,
 ) -> None:
     """Metric 3D faces, head pose and ARKit blendshapes -> <stem>.reconstruct.parquet.
@@ -47,8 +60,6 @@ def reconstruct(
     """
     values = common.command_values(ctx, dict(locals()))
     opts = common.batch_options(values)
-    marks = LandmarkOptions(detect=DetectOptions(min_score=values["min_score"], max_faces=values["max_faces"]),
-                            smooth=values["smooth"], focal_px=values["focal"], mirror_average=True)
-    stage_opts = ReconstructOptions(landmarks=marks, meshes=values["meshes"], texture=values["texture"],
+    stage_opts = ReconstructOptions(landmarks=landmark_options(values), meshes=values["meshes"], texture=values["texture"],
                                     livelink=values["livelink"])
-    common.execute(opts, common.build_jobs(opts, "reconstruct", "landmarks", reconstruct_file, stage_opts, _media_of))
+    common.execute(opts, common.build_jobs(opts, "reconstruct", "landmarks", reconstruct_file, stage_opts, media_of))

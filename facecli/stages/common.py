@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class FileStats:
     frames: int = 0
     rows: int = 0
     faces: int = 0  # distinct face ids
+    summary: dict[str, Any] = field(default_factory=dict)  # a stage's per-file findings, for the report
 
 
 class PreviewSink:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +26,18 @@ import numpy as np
 
 from .. import formats, media
 from ..atomic import current_umask
-from ..blendshapes import UNMEASURED, measure_blendshapes, neutral_measures
+from ..blendshapes import UNMEASURED, measure_blendshapes
 from ..errors import NoFaceFound, UsageError
 from ..exchange import LiveLinkWriter
-from ..face3d import metric_faces
 from ..facemodel import IBUG68_FROM_MESH, mean_face
-from ..geometry import camera_matrix
 from ..mesh_export import GlbSequenceWriter, write_obj, write_ply
 from ..results import Landmarks, Reconstruction
 from .. import mesh_render
 from .common import FileStats, PreviewSink, ProgressCallback
-from .landmarks import LandmarkOptions, landmarks_file, resolve_source
+from .identity import Identity, camera_of, identities, landmarks_for, metric_rows, rows_with_frames, table_of
+from .landmarks import LandmarkOptions, resolve_source
 
 MESH_FORMATS = ("obj", "ply", "glb")
-IDENTITY_SAMPLES = 256  # frames per track the identity is the median of (evenly spread)
 MM_PER_CM = 10.0
 
 
@@ -60,61 +56,15 @@ class ReconstructOptions:
             raise UsageError(f"--meshes is one of {', '.join(MESH_FORMATS)}")
 
 
-@dataclass
-class _TrackSample:
-    """What the first read keeps of one track: an evenly spread sample of its faces."""
-
-    faces: list[np.ndarray] = field(default_factory=list)
-    stride: int = 1
-    seen: int = 0
-    frontal: tuple[float, int] = (np.inf, -1)  # (|yaw| + |pitch| in rad, frame index)
-
-    def add(self, face_mm: np.ndarray, rotation_rad: np.ndarray, frame_index: int) -> None:
-        if self.seen % self.stride == 0:
-            self.faces.append(face_mm)
-            if len(self.faces) > IDENTITY_SAMPLES:  # keep every other one: still evenly spread
-                self.faces, self.stride = self.faces[::2], self.stride * 2
-        self.seen += 1
-        self.frontal = min(self.frontal, (float(abs(rotation_rad[0]) + abs(rotation_rad[1])), frame_index))
-
-
-@dataclass
-class Identity:
-    """One track's identity face (head frame, mm) and the neutral measures blendshapes start from."""
-
-    face_mm: np.ndarray
-    neutral: dict[str, np.ndarray]
-    frontal_frame: int
-
-    @classmethod
-    def from_sample(cls, sample: _TrackSample) -> Identity:
-        faces = np.asarray(sample.faces)
-        return cls(np.median(faces, axis=0), neutral_measures(faces, sample.seen), sample.frontal[1])
-
-
-def _metric_rows(batch: Landmarks, camera: np.ndarray) -> np.ndarray:
-    return metric_faces(batch.landmarks_478, batch.rotation_rad, batch.translation_mm, camera)
-
-
-def identities(landmarks_path: Path, camera: np.ndarray) -> dict[int, Identity]:
-    """Each track's identity: the per-vertex median of its head-frame faces."""
-    samples: dict[int, _TrackSample] = {}
-    for batch in formats.iter_batches(landmarks_path):
-        faces = _metric_rows(batch, camera)
-        for row, face_id in enumerate(batch.face_id.tolist()):
-            samples.setdefault(face_id, _TrackSample()).add(faces[row], batch.rotation_rad[row],
-                                                            int(batch.frame_index[row]))
-    return {face_id: Identity.from_sample(sample) for face_id, sample in samples.items()}
-
-
 def reconstruct_rows(batch: Landmarks, camera: np.ndarray, known: dict[int, Identity]) -> tuple[Reconstruction, np.ndarray]:
     """Landmark rows -> reconstruction rows, and each row's gaze (yaw, pitch, degrees)."""
-    faces = _metric_rows(batch, camera)
+    faces = metric_rows(batch, camera)
     weights = np.zeros((len(batch), 52), np.float32)
     gaze = np.zeros((len(batch), 2), np.float32)
     for face_id in np.unique(batch.face_id):
         rows = batch.face_id == face_id
-        weights[rows], gaze[rows] = measure_blendshapes(faces[rows], known[int(face_id)].neutral)
+        reading = measure_blendshapes(faces[rows], known[int(face_id)].neutral)
+        weights[rows], gaze[rows] = reading.weights, reading.gaze_deg
     table = Reconstruction(
         frame_index=batch.frame_index, timestamp_s=batch.timestamp_s, face_id=batch.face_id, shot=batch.shot,
         confidence=batch.confidence, rotation_rad=batch.rotation_rad, translation_mm=batch.translation_mm,
@@ -122,12 +72,6 @@ def reconstruct_rows(batch: Landmarks, camera: np.ndarray, known: dict[int, Iden
         vertices_cm=faces / MM_PER_CM,
     )
     return table, gaze
-
-
-def camera_of(landmarks_header: dict[str, Any]) -> np.ndarray:
-    """The camera the landmarks' head poses were solved with."""
-    source = landmarks_header["source"]
-    return camera_matrix(source["width"], source["height"], landmarks_header["settings"].get("focal_px"))
 
 
 def aux_path(output: Path, face_id: int, suffix: str) -> Path:
@@ -207,40 +151,12 @@ class _Outputs:
                 path.unlink(missing_ok=True)
 
 
-@contextmanager
-def _landmarks_for(source: Path, output: Path, options: ReconstructOptions,
-                   progress: ProgressCallback | None) -> Iterator[Path]:
-    """A landmarks file of ``source``: itself if it is one, else made in a temporary folder
-    beside ``output`` and removed afterwards."""
-    if formats.stage_of(source) == "landmarks":
-        formats.read_header(source)
-        yield source
-        return
-    with tempfile.TemporaryDirectory(prefix=".reconstruct-", dir=output.parent) as folder:
-        path = Path(folder) / f"{source.stem}.landmarks.parquet"
-        landmarks_file(source, path, options.landmarks, progress=progress)
-        yield path
-
-
-def _rows_with_frames(landmarks_path: Path, media_path: Path, want_frames: bool) -> Iterator[tuple[Any, Landmarks]]:
-    """Each landmarks chunk, or with ``want_frames`` each decoded frame and its rows."""
-    batches = formats.iter_batches(landmarks_path)
-    if not want_frames:
-        yield from ((None, batch) for batch in batches)
-        return
-    batch = next(batches, Landmarks.empty())
-    for frame in media.iter_frames(media_path, media.probe(media_path)):
-        while len(batch) and batch.frame_index[-1] < frame.index:
-            batch = next(batches, Landmarks.empty())
-        yield frame, batch[batch.frame_index == frame.index]
-
-
 def reconstruct_file(source: Path, output: Path, options: ReconstructOptions, preview: Path | None = None,
                      progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: media, a faces file or a landmarks file -> ``output`` and its extras."""
     source = Path(source)
     media_path, _ = resolve_source(source, "landmarks" if formats.stage_of(source) == "landmarks" else "faces")
-    with _landmarks_for(source, output, options, progress if formats.stage_of(source) != "landmarks" else None) \
+    with landmarks_for(source, output, options.landmarks, progress if formats.stage_of(source) != "landmarks" else None) \
             as landmarks_path:
         marks_header = formats.read_header(landmarks_path)
         camera = camera_of(marks_header)
@@ -271,7 +187,7 @@ def _write(landmarks_path: Path, media_path: Path, info: media.MediaInfo, output
         if options.texture else None
     writer = formats.TableWriter(output, "reconstruct", header)
     try:
-        for frame, batch in _rows_with_frames(landmarks_path, media_path, bool(preview or textures)):
+        for frame, batch in rows_with_frames(landmarks_path, media_path, bool(preview or textures)):
             rows, gaze = reconstruct_rows(batch, camera, known)
             writer.write(rows)
             extras.add(rows, gaze)
@@ -303,14 +219,7 @@ def _write(landmarks_path: Path, media_path: Path, info: media.MediaInfo, output
 def reconstruct(path: str | Path, **options: Any) -> Reconstruction:
     """Reconstruct every face of an image, a video, a faces file or a landmarks file.
 
-    Keyword options are :class:`ReconstructOptions` fields, and landmark options (``focal_px``,
-    ``smooth``, ...) which go to its ``landmarks``. Returns the table (extras are not written).
+    Keyword options are :class:`ReconstructOptions` fields and landmark options (``focal_px``,
+    ``smooth``, ...). Returns the table (the extra files are not written).
     """
-    landmark_keys = set(LandmarkOptions.__dataclass_fields__)
-    marks = LandmarkOptions(**{"mirror_average": True, **{k: options.pop(k) for k in list(options) if k in landmark_keys}})
-    opts = ReconstructOptions(landmarks=marks, **options)
-    with tempfile.TemporaryDirectory() as folder:
-        output = Path(folder) / f"{Path(path).stem}.reconstruct.parquet"
-        reconstruct_file(Path(path), output, opts)
-        table = formats.read_table(output)
-    return table
+    return table_of(reconstruct_file, path, "reconstruct", ReconstructOptions, options)

@@ -133,12 +133,6 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no_such_option" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("stage", ["classify"])
-def test_planned_stages_say_so_and_exit_2(stage: str) -> None:
-    result = run(stage, "x.png")
-    assert result.returncode == 2 and "not implemented yet" in result.stderr
-
-
 def test_doctor_lists_backends() -> None:
     result = run("doctor")
     assert result.returncode == 0

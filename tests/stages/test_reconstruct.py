@@ -164,7 +164,6 @@ def test_identity_holds_along_a_moving_track(tmp_path):
     first, second = (np.median(table.vertices_cm[part], axis=0) for part in (slice(None, half), slice(half, None)))
     assert np.sqrt(((first - second) ** 2).sum(axis=1).mean()) * 10 <= 1.5  # mm; 1.2 measured
     assert np.sqrt(((identity - np.median(table.vertices_cm, axis=0)) ** 2).sum(axis=1).mean()) * 10 <= 0.5
-    assert table.blendshape("mouthSmileLeft").min() > 0.3  # still smiling, whatever the roll
 
 
 def test_unmeasured_blendshapes_are_zero_and_listed(astronaut):
