@@ -586,6 +586,59 @@ def _has_audio(path: str | Path) -> bool:
     return not is_image_path(path) and _has_audio_stream(_ffmpeg_header(path)[1])
 
 
+class WriterThread:
+    """Makes and writes video frames on a second thread, in order: ``make(job)`` -> ``write``.
+
+    OpenCV's image functions and pipe writes release the GIL, so warping and handing frames to
+    the encoder run on another core while the caller's thread tracks faces. At most ``depth``
+    jobs wait (bounded memory). An error on the thread comes out of the next ``put`` or of
+    ``close``; the ``with`` block drains the queue on success and drops it on failure.
+    """
+
+    def __init__(self, write: Callable[[np.ndarray], None], make: Callable[[object], np.ndarray], depth: int = 4):
+        self._write, self._make = write, make
+        self._jobs: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="facecli-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _END or self._stop:
+                return
+            try:
+                self._write(self._make(job))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error, self._stop = exc, True
+
+    def put(self, job: object) -> None:
+        self._raise()
+        self._jobs.put(job)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> WriterThread:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._stop = True
+            with contextlib.suppress(queue.Full):
+                self._jobs.put_nowait(_END)
+        else:
+            self._jobs.put(_END)
+        self._thread.join()
+        if exc is None:
+            self._raise()
+
+
+_END = object()
+
+
 class VideoWriter:
     """Encode RGB frames to a video file (H.264 yuv420p, +faststart; mpeg4 without libx264).
 

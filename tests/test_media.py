@@ -358,3 +358,25 @@ def test_images_too_long_on_a_side_are_refused_before_decoding(tmp_path):
     Image.new("RGB", (media.MAX_SIDE_PX + 1, 8)).save(panorama)
     with pytest.raises(InputError, match="on a side"):
         media.probe(panorama)
+
+
+def test_writer_thread_writes_in_order_and_reports_errors():
+    written = []
+    with media.WriterThread(written.append, lambda job: job * 2, depth=2) as writer:
+        for job in range(50):
+            writer.put(job)
+    assert written == [2 * job for job in range(50)]
+
+    def fails(job):
+        if job == 3:
+            raise ValueError("bad frame 3")
+        return job
+
+    with pytest.raises(ValueError, match="bad frame 3"):
+        with media.WriterThread(lambda frame: None, fails) as writer:
+            for job in range(10):
+                writer.put(job)
+    with pytest.raises(KeyError):  # the caller's own error leaves no thread waiting
+        with media.WriterThread(lambda frame: None, lambda job: job, depth=1) as writer:
+            writer.put(1)
+            raise KeyError("caller")

@@ -351,7 +351,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     waiting: deque[tuple[int, int, np.ndarray]] = deque()  # (frame, face id, image) of frames not finished yet
     shot = face = 0
     with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
-                           preset=ENCODER_PRESET) as writer:
+                           preset=ENCODER_PRESET) as video_out, \
+            media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)
             shot = int(marks.shot[0]) if len(marks) else shot
@@ -359,8 +360,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
             waiting.append((frame.index, face, frame.image))
             stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
                         if row is not None else None, shot)
-            _emit(stream.ready(), stream, framing, waiting, writer, rows, options, progress)
-        _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, options, progress)
+            _emit(stream.ready(), stream, framing, waiting, writer, rows, progress)
+        _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, progress)
         if not any(status != HELD for _, status, *_ in rows):
             raise NoFaceFound("no face found in the video; use one with a visible face", source)
     _write_table(output, rows, fps, options, video, info, source, framing.size)
@@ -368,12 +369,11 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
 
 
 def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, waiting: deque,
-          writer: media.VideoWriter, rows: list, options: StabilizeOptions,
-          progress: ProgressCallback | None) -> None:
+          writer: media.WriterThread, rows: list, progress: ProgressCallback | None) -> None:
     for index, params, status in finished:
         frame, face, image = waiting.popleft()
         transform = framing.transform(params, stream.shot[index])
-        writer.write(_warp(image, transform, framing.size, options))
+        writer.put((image, transform))
         rows.append((transform, status, stream.shot[index], face, frame))
         if progress:
             progress(1)
