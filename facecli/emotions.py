@@ -83,16 +83,22 @@ def _observed(intensity: np.ndarray, aus: list[int]) -> str:
     return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
 
 
-def explain(intensity: np.ndarray, probs: np.ndarray, asymmetry: float) -> str:
+def explain(intensity: np.ndarray, probs: np.ndarray, asymmetry: float, by: str | None = None) -> str:
     """One sentence for one face: the key AUs (0-5), what they make, and the conclusion.
 
     e.g. "AU6 cheek raiser 2.1 and AU12 lip corner puller 3.4: a Duchenne smile, so happiness (0.86)".
+    ``by``: who concluded when it was not the AU rules (e.g. an ONNX model): the AUs seen are
+    listed, and the conclusion is credited to it.
     """
     top = EXPRESSIONS[int(np.argmax(probs))]
     conclusion = f"{top} ({probs[EXPRESSIONS.index(top)]:.2f})"
+    present = sorted((au for au in AUS if intensity[AUS.index(au)] >= PRESENT_AT),
+                     key=lambda au: -intensity[AUS.index(au)])
+    if by:
+        seen = _observed(intensity, sorted(present[:3])) if present else "no action unit at 1 or more"
+        return f"{seen}; {by} says {conclusion}"
     if top == "neutral":
-        present = [au for au in AUS if intensity[AUS.index(au)] >= PRESENT_AT]
-        seen = f"only {_observed(intensity, present[:2])}" if present else f"no action unit at {PRESENT_AT:.0f} or more"
+        seen = f"only {_observed(intensity, sorted(present[:2]))}" if present else "no action unit at 1 or more"
         return f"{seen}: nothing that makes an expression, so {conclusion}"
     if top == "contempt":
         return f"a lip corner pulled on one side only (asymmetry {asymmetry:.2f}): so {conclusion}"

@@ -44,6 +44,12 @@ TYPE_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 
 CV_TO_GLTF = np.array([1.0, -1.0, -1.0])
 
 
+def material_path(obj_path: Path) -> Path:
+    """The .mtl :func:`write_obj` writes beside an OBJ with a texture: the OBJ's stem, whitespace
+    made ``_`` (``mtllib`` reads a space as the start of another file name)."""
+    return obj_path.with_name(re.sub(r"\s", "_", obj_path.stem) + ".mtl")
+
+
 def write_obj(path: str | Path, vertices: np.ndarray, triangles: np.ndarray, uv: np.ndarray | None = None,
               texture_png: str | Path | None = None) -> None:
     """Write a new OBJ mesh atomically.
@@ -52,8 +58,7 @@ def write_obj(path: str | Path, vertices: np.ndarray, triangles: np.ndarray, uv:
     0-based indices (written 1-based). ``uv`` (N, 2): one texture coordinate per vertex in OBJ's
     convention (origin at the image's bottom left, v up); faces then read ``f a/a b/b c/c``.
     ``texture_png`` (needs ``uv``): the image's path; a .mtl beside the OBJ, written first, names
-    it relative to the OBJ's folder. The .mtl and the material take the OBJ's stem, whitespace
-    made ``_`` (``mtllib`` reads a space as the start of another file name).
+    it relative to the OBJ's folder (:func:`material_path`).
     """
     path = Path(path)
     vertices, triangles = _checked_mesh(vertices, triangles)
@@ -63,9 +68,9 @@ def write_obj(path: str | Path, vertices: np.ndarray, triangles: np.ndarray, uv:
         raise ValueError("a texture needs uv coordinates to map it")
     lines = [f"# facecli: {len(vertices)} vertices, {len(triangles)} triangles\n"]
     if texture_png is not None:
-        material = re.sub(r"\s", "_", path.stem)
+        material = material_path(path).stem
         texture = Path(relpath(texture_png, path.parent)).as_posix()
-        _write_file(path.with_name(f"{material}.mtl"), _mtl(material, texture), "material")
+        _write_file(material_path(path), _mtl(material, texture), "material")
         lines += [f"mtllib {material}.mtl\n", f"usemtl {material}\n"]
     lines += [f"v {x:.6g} {y:.6g} {z:.6g}\n" for x, y, z in vertices.tolist()]
     corners = triangles + 1

@@ -7,16 +7,14 @@ import functools
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from . import media
-from .atomic import atomic_output
 from .face3d import to_camera
 from .face_rig import LEFT_LOWER_LID, LEFT_UPPER_LID, LOWER_INNER_LIP, RIGHT_LOWER_LID, RIGHT_UPPER_LID, \
     UPPER_INNER_LIP
 from .facemodel import LEFT_IRIS, RIGHT_IRIS, mean_face
-from .mesh_export import write_obj
+from .mesh_export import material_path, write_obj
 from .raster import frontal_uv, shade, unwrap_texture
 from .results import Landmarks, Reconstruction
 
@@ -85,29 +83,29 @@ class PreviewDrawing:
         return rgb
 
 
-class TextureCollector:
-    """Each track's texture, unwrapped from the frame where it is most frontal."""
+class TextureWriter:
+    """Each track's texture, unwrapped from the frame where it is most frontal, written as soon
+    as that frame passes: ``<stem>.face<ID>.texture.png``, and the identity mesh using it,
+    ``<stem>.face<ID>.obj`` + ``.mtl``. ``path_of(face_id, suffix)`` names each file, and
+    ``claim(path)`` is told of it before it is written (to remove it if the job fails)."""
 
-    def __init__(self, frontal_frames: dict[int, int], identities_cm: dict[int, np.ndarray]):
+    def __init__(self, frontal_frames: dict[int, int], identities_cm: dict[int, np.ndarray],
+                 path_of: Callable[[int, str], Path], claim: Callable[[Path], Path]):
         self.frontal_frames, self.identities_cm = frontal_frames, identities_cm
-        self.textures: dict[int, np.ndarray] = {}
+        self.path_of, self.claim = path_of, claim
 
     def offer(self, frame: media.Frame, batch: Landmarks) -> None:
         for row, face_id in enumerate(batch.face_id.tolist()):
             if self.frontal_frames.get(face_id) == frame.index:
                 points = batch.landmarks_478[row].astype(np.float64)
-                self.textures[face_id], _ = unwrap_texture(frame.image, points, closed_triangles(), face_uv(),
-                                                           TEXTURE_SIZE, depth=points[:, 2])
+                texture, _ = unwrap_texture(frame.image, points, closed_triangles(), face_uv(), TEXTURE_SIZE,
+                                            depth=points[:, 2])
+                self._write(face_id, texture)
 
-    def write(self, path_of: Callable[[int, str], Path]) -> list[Path]:
-        """``<stem>.face<ID>.texture.png`` and the identity mesh ``<stem>.face<ID>.obj`` using it."""
-        written = []
-        for face_id, texture in self.textures.items():
-            png, obj = path_of(face_id, ".texture.png"), path_of(face_id, ".obj")
-            with atomic_output(png) as tmp:
-                cv2.imwrite(str(tmp), cv2.cvtColor(texture, cv2.COLOR_RGB2BGR))
-            written.append(png)
-            uv_obj = face_uv() * (1.0, -1.0) + (0.0, 1.0)  # OBJ's v runs up
-            write_obj(obj, self.identities_cm[face_id], mean_face().triangles, uv=uv_obj, texture_png=str(png))
-            written += [obj, obj.with_suffix(".mtl")]
-        return written
+    def _write(self, face_id: int, texture: np.ndarray) -> None:
+        png, obj = self.path_of(face_id, ".texture.png"), self.path_of(face_id, ".obj")
+        for path in (png, obj, material_path(obj)):
+            self.claim(path)
+        media.write_image(png, texture)
+        uv_obj = face_uv() * (1.0, -1.0) + (0.0, 1.0)  # OBJ's v runs up
+        write_obj(obj, self.identities_cm[face_id], mean_face().triangles, uv=uv_obj, texture_png=png)

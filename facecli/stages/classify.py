@@ -16,6 +16,7 @@ expression and its share of the frames in the header (``summary``) and the batch
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,19 +24,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import formats, media
+from .. import media
 from ..action_units import MAX_INTENSITY, PRESENT_AT, activations, asymmetry
 from ..atomic import atomic_output
-from ..blendshapes import measure_blendshapes
 from ..emotions import EpisodeFinder, Segment, TrackSummary, explain, probabilities, valence_arousal
-from ..errors import NoFaceFound
-from ..onnx_model import align_crops, load_classifier
 from ..face3d import rotation_matrices
-from ..facemodel import IBUG68_FROM_MESH
+from ..onnx_model import ImageClassifier, align_crops, load_classifier
 from ..results import AUS, EXPRESSIONS, INTENSITY_AUS, Classification, Landmarks
-from .common import FileStats, PreviewSink, ProgressCallback
-from .identity import Identity, camera_of, identities, landmarks_for, metric_rows, rows_with_frames, table_of
-from .landmarks import LandmarkOptions, resolve_source
+from .common import FileStats, ProgressCallback
+from .expression import Extras, Prepared, posed_columns, prepared, readings, sibling, stream_rows, table_of
+from .landmarks import LandmarkOptions
 
 
 @dataclass(frozen=True)
@@ -59,44 +57,46 @@ def gaze_angles(gaze_deg: np.ndarray, rotation_rad: np.ndarray) -> np.ndarray:
     return np.stack([np.arctan2(seen[:, 0], -seen[:, 2]), np.arctan2(seen[:, 1], -seen[:, 2])], 1).astype(np.float32)
 
 
-class _Scorer:
-    """Per row: AUs, expressions, valence/arousal, gaze and the explanation."""
+class _Run(Extras):
+    """One job's second read: per row AUs, expressions, valence/arousal, gaze and the
+    explanation; the episodes and each track's summary as the rows go by."""
 
-    def __init__(self, camera: np.ndarray, known: dict[int, Identity], options: ClassifyOptions):
-        self.camera, self.known, self.options = camera, known, options
-        self.model = load_classifier(Path(options.model)) if options.model else None
+    def __init__(self, prep: Prepared, output: Path, options: ClassifyOptions, model: ImageClassifier | None):
+        super().__init__()
+        self.prep, self.output, self.options, self.model = prep, output, options, model
+        self.summary, self.episodes = TrackSummary(), EpisodeFinder()
 
-    def rows(self, batch: Landmarks, image: np.ndarray | None) -> Classification:
-        faces = metric_rows(batch, self.camera)
+    def rows(self, frame: media.Frame | None, batch: Landmarks) -> Classification:
         n = len(batch)
         act, asym = np.zeros((n, len(AUS)), np.float32), np.zeros(n, np.float32)
         gaze = np.zeros((n, 2), np.float32)
-        for face_id in np.unique(batch.face_id):
-            rows = batch.face_id == face_id
-            reading = measure_blendshapes(faces[rows], self.known[int(face_id)].neutral)
+        for rows, reading in readings(batch, self.prep.camera, self.prep.known)[1]:
             act[rows], asym[rows], gaze[rows] = activations(reading), asymmetry(reading), reading.gaze_deg
-        probs = self._expressions(act, asym, batch, image)
+        probs = self.model.predict(align_crops(frame.image, batch.landmarks_478, self.model.spec)) \
+            if self.model and n else probabilities(act, asym)
         intensity = act * MAX_INTENSITY
-        words = [explain(i, p, a) if self.options.explain else "" for i, p, a in zip(intensity, probs, asym)]
+        by = f"the model ({Path(self.options.model).name})" if self.model else None
+        words = [explain(i, p, a, by) if self.options.explain else "" for i, p, a in zip(intensity, probs, asym)]
         return Classification(
-            frame_index=batch.frame_index, timestamp_s=batch.timestamp_s, face_id=batch.face_id, shot=batch.shot,
-            confidence=batch.confidence, rotation_rad=batch.rotation_rad, translation_mm=batch.translation_mm,
-            landmarks_68=batch.landmarks_478[:, IBUG68_FROM_MESH, :2],
-            au_intensity=intensity[:, [AUS.index(au) for au in INTENSITY_AUS]],
+            **posed_columns(batch), au_intensity=intensity[:, [AUS.index(au) for au in INTENSITY_AUS]],
             au_presence=(intensity >= PRESENT_AT).astype(np.int8), gaze_angle_rad=gaze_angles(gaze, batch.rotation_rad),
             expressions=probs, valence_arousal=valence_arousal(probs), explanation=np.array(words, dtype=np.str_),
         )
 
-    def _expressions(self, act: np.ndarray, asym: np.ndarray, batch: Landmarks,
-                     image: np.ndarray | None) -> np.ndarray:
-        if self.model is None or not len(batch):
-            return probabilities(act, asym)
-        return self.model.predict(align_crops(image, batch.landmarks_478, self.model.spec))
+    def add(self, frame: media.Frame | None, batch: Landmarks, rows: Classification) -> None:
+        self.summary.push(rows.face_id, rows.expressions)
+        for row in range(len(rows)):
+            self.episodes.push(int(rows.face_id[row]), int(rows.frame_index[row]), float(rows.timestamp_s[row]),
+                               rows.expressions[row], str(rows.explanation[row]))
+
+    def close(self) -> dict[str, Any]:
+        if self.options.segments:
+            write_segments(self.claim(sibling(self.output, ".segments.csv")), self.episodes.finish())
+        return {"summary": self.summary.summary()}
 
 
 def segments_path(output: Path) -> Path:
-    stem = output.name.removesuffix(output.suffix).removesuffix(".classify")
-    return output.with_name(f"{stem}.segments.csv")
+    return sibling(output, ".segments.csv")
 
 
 SEGMENT_COLUMNS = ("face_id", "expression", "onset_frame", "apex_frame", "offset_frame", "onset_s", "apex_s",
@@ -131,59 +131,28 @@ def draw_classification(image_rgb: np.ndarray, rows: Classification) -> np.ndarr
     return out
 
 
+def _classifier(path: str) -> ImageClassifier:
+    """One load per model file (and version of it) in a worker, however many files it classifies."""
+    file = Path(path)
+    return _load_once(path, file.stat().st_mtime_ns if file.is_file() else -1)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_once(path: str, mtime_ns: int) -> ImageClassifier:
+    return load_classifier(Path(path))
+
+
 def classify_file(source: Path, output: Path, options: ClassifyOptions, preview: Path | None = None,
                   progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: media, a faces file or a landmarks file -> ``output`` (and segments)."""
-    source = Path(source)
-    stage = formats.stage_of(source)
-    media_path, _ = resolve_source(source, "landmarks" if stage == "landmarks" else "faces")
-    with landmarks_for(source, output, options.landmarks, progress if stage != "landmarks" else None) as marks_path:
-        marks_header = formats.read_header(marks_path)
-        camera = camera_of(marks_header)
-        known = identities(marks_path, camera)
-        if not known:
-            raise NoFaceFound("no face found; check the file, or lower --min-score", source)
-        scorer = _Scorer(camera, known, options)
-        info = media.probe(media_path)
-        settings = {**asdict(options), "model_used": scorer.model.describe() if scorer.model else None}
-        header = formats.make_header("classify", marks_header["backend"], settings, media_path, info, source)
-        return _write(marks_path, media_path, info, output, header, scorer, preview)
-
-
-def _write(marks_path: Path, media_path: Path, info: media.MediaInfo, output: Path, header: dict[str, Any],
-           scorer: _Scorer, preview: Path | None) -> FileStats:
-    stats, summary, episodes = FileStats(), TrackSummary(), EpisodeFinder()
-    sink = PreviewSink(preview, info) if preview else None
-    writer = formats.TableWriter(output, "classify", header)
-    want_frames = bool(preview or scorer.model)
-    try:
-        for frame, batch in rows_with_frames(marks_path, media_path, want_frames):
-            rows = scorer.rows(batch, frame.image if frame is not None else None)
-            writer.write(rows)
-            summary.push(rows.face_id, rows.expressions)
-            for row in range(len(rows)):
-                episodes.push(int(rows.face_id[row]), int(rows.frame_index[row]), float(rows.timestamp_s[row]),
-                              rows.expressions[row], str(rows.explanation[row]))
-            if frame is not None:
-                stats.frames += 1
-                if sink:
-                    sink.add(draw_classification(frame.image, rows))
-        if scorer.options.segments:
-            write_segments(segments_path(output), episodes.finish())
-        if sink:
-            sink.close()
-            sink = None
-        stats.summary = summary.summary()
-        writer.close(summary=stats.summary)
-    except BaseException as exc:
-        writer.abort(exc)
-        if sink:
-            sink.close(exc)
-        if scorer.options.segments:
-            segments_path(output).unlink(missing_ok=True)
-        raise
-    stats.rows, stats.faces = writer.rows, len(stats.summary)
-    stats.frames = stats.frames or int(info.frame_count or 1)
+    model = _classifier(options.model) if options.model else None  # a bad model fails before any work
+    with prepared(source, output, options.landmarks, progress) as prep:
+        settings = {**asdict(options), "model_used": model.describe() if model else None}
+        header = prep.header("classify", settings, (model.path, model.sidecar) if model else ())
+        run = _Run(prep, output, options, model)
+        stats = stream_rows(prep, output, "classify", header, run.rows, run, want_frames=model is not None,
+                            preview=preview, draw=draw_classification)
+    stats.summary = run.summary.summary()
     return stats
 
 
@@ -193,4 +162,4 @@ def classify(path: str | Path, **options: Any) -> Classification:
     Keyword options are :class:`ClassifyOptions` fields (``explain``, ``model``) and landmark
     options. Returns the table; its header holds each track's ``summary``.
     """
-    return table_of(classify_file, path, "classify", ClassifyOptions, {**options, "segments": False})
+    return table_of(classify_file, path, "classify", ClassifyOptions, options, files=("segments",))

@@ -339,7 +339,7 @@ def _iter_resolved(media_path: Path, faces_file: Path | None, info: media.MediaI
 
 def landmarks(path: str | Path, **options: Any) -> Landmarks:
     """Landmarks and head pose for every face in an image, a video or a faces file."""
-    opts = _options(options)
+    opts = options_from(options)
     media_path, faces_file, info, model, detector = _prepare(Path(path), opts)
     header = formats.make_header("landmarks", opts.backend, _settings(opts, model, detector, faces_file),
                                  media_path, info, Path(path))
@@ -362,7 +362,7 @@ def _settings(options: LandmarkOptions, model: Any, detector: Detector | None,
     return {**asdict(options), "model": model.settings(), "detector": used}
 
 
-def _options(options: dict[str, Any]) -> LandmarkOptions:
+def options_from(options: dict[str, Any]) -> LandmarkOptions:
     """LandmarkOptions from flat keyword options (detection ones go to ``detect``)."""
     detect_keys = set(DetectOptions.__dataclass_fields__) - {"backend", "every", "min_track"}
     detect_opts = {k: options.pop(k) for k in list(options) if k in detect_keys}

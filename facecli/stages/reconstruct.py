@@ -24,18 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from .. import formats, media
+from .. import media, mesh_render
 from ..atomic import current_umask
-from ..blendshapes import UNMEASURED, measure_blendshapes
-from ..errors import NoFaceFound, UsageError
+from ..blendshapes import UNMEASURED
+from ..errors import InputError, OutputError, UsageError
 from ..exchange import LiveLinkWriter
-from ..facemodel import IBUG68_FROM_MESH, mean_face
-from ..mesh_export import GlbSequenceWriter, write_obj, write_ply
-from ..results import Landmarks, Reconstruction
-from .. import mesh_render
-from .common import FileStats, PreviewSink, ProgressCallback
-from .identity import Identity, camera_of, identities, landmarks_for, metric_rows, rows_with_frames, table_of
-from .landmarks import LandmarkOptions, resolve_source
+from ..facemodel import mean_face
+from ..mesh_export import MAX_GLB_FRAMES, GlbSequenceWriter, write_obj, write_ply
+from ..results import ARKIT_NAMES, Landmarks, Reconstruction
+from .common import FileStats, ProgressCallback
+from .expression import Extras, Identity, Prepared, posed_columns, prepared, readings, sibling, stream_rows, table_of
+from .landmarks import LandmarkOptions
 
 MESH_FORMATS = ("obj", "ply", "glb")
 MM_PER_CM = 10.0
@@ -56,170 +55,130 @@ class ReconstructOptions:
             raise UsageError(f"--meshes is one of {', '.join(MESH_FORMATS)}")
 
 
-def reconstruct_rows(batch: Landmarks, camera: np.ndarray, known: dict[int, Identity]) -> tuple[Reconstruction, np.ndarray]:
-    """Landmark rows -> reconstruction rows, and each row's gaze (yaw, pitch, degrees)."""
-    faces = metric_rows(batch, camera)
-    weights = np.zeros((len(batch), 52), np.float32)
-    gaze = np.zeros((len(batch), 2), np.float32)
-    for face_id in np.unique(batch.face_id):
-        rows = batch.face_id == face_id
-        reading = measure_blendshapes(faces[rows], known[int(face_id)].neutral)
-        weights[rows], gaze[rows] = reading.weights, reading.gaze_deg
-    table = Reconstruction(
-        frame_index=batch.frame_index, timestamp_s=batch.timestamp_s, face_id=batch.face_id, shot=batch.shot,
-        confidence=batch.confidence, rotation_rad=batch.rotation_rad, translation_mm=batch.translation_mm,
-        landmarks_68=batch.landmarks_478[:, IBUG68_FROM_MESH, :2], blendshapes=weights,
-        vertices_cm=faces / MM_PER_CM,
-    )
-    return table, gaze
+def identities_cm(known: dict[int, Identity]) -> dict[int, np.ndarray]:
+    """Each track's identity face, cm (the unit of the vertices)."""
+    return {face_id: identity.face_mm / MM_PER_CM for face_id, identity in known.items()}
 
 
-def aux_path(output: Path, face_id: int, suffix: str) -> Path:
-    """``<stem>.face<ID><suffix>`` beside ``output`` (``<stem>.reconstruct.parquet``)."""
-    stem = output.name.removesuffix(output.suffix).removesuffix(".reconstruct")
-    return output.with_name(f"{stem}.face{face_id}{suffix}")
+class _Run(Extras):
+    """One job's second read: reconstruction rows, and the files beside the table (meshes,
+    Live Link CSVs, textures), each track's writers closed once its last frame has passed."""
 
-
-def meshes_folder(output: Path) -> Path:
-    stem = output.name.removesuffix(output.suffix).removesuffix(".reconstruct")
-    return output.with_name(f"{stem}.meshes")
-
-
-class _Outputs:
-    """The files one job writes besides its table. Each is written atomically; if the job
-    fails, those already in place are removed (a table without them must not look complete)."""
-
-    def __init__(self, output: Path, options: ReconstructOptions, known: dict[int, Identity], fps: float):
-        self.output, self.options, self.known, self.fps = output, options, known, fps
-        self.written: list[Path] = []
+    def __init__(self, prep: Prepared, output: Path, options: ReconstructOptions):
+        super().__init__()
+        self.prep, self.output, self.options = prep, output, options
+        self.gaze_deg = np.zeros((0, 2), np.float32)  # of the rows last made, for Live Link
         self._glb: dict[int, GlbSequenceWriter] = {}
         self._livelink: dict[int, LiveLinkWriter] = {}
         self._mesh_tmp: Path | None = None
-        if options.meshes in ("obj", "ply"):
-            self._mesh_tmp = Path(tempfile.mkdtemp(prefix=f".{meshes_folder(output).name}.", dir=output.parent))
-            self._mesh_tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename
+        self._textures = mesh_render.TextureWriter(
+            {k: v.frontal_frame for k, v in prep.known.items()}, identities_cm(self.prep.known),
+            lambda face_id, suffix: sibling(output, f".face{face_id}{suffix}"), self.claim) if options.texture else None
+        longest = max(v.frames_seen for v in prep.known.values())
+        if options.meshes == "glb" and longest > MAX_GLB_FRAMES:
+            raise UsageError(f"a face is seen in {longest} frames, over the {MAX_GLB_FRAMES} one glTF holds; "
+                             "use --meshes obj or ply", prep.source)
 
-    def add(self, rows: Reconstruction, gaze_deg: np.ndarray) -> None:
+    def rows(self, frame: media.Frame | None, batch: Landmarks) -> Reconstruction:
+        faces, per_track = readings(batch, self.prep.camera, self.prep.known)
+        weights = np.zeros((len(batch), len(ARKIT_NAMES)), np.float32)
+        self.gaze_deg = np.zeros((len(batch), 2), np.float32)
+        for rows, reading in per_track:
+            weights[rows], self.gaze_deg[rows] = reading.weights, reading.gaze_deg
+        return Reconstruction(**posed_columns(batch), blendshapes=weights, vertices_cm=faces / MM_PER_CM)
+
+    def add(self, frame: media.Frame | None, batch: Landmarks, rows: Reconstruction) -> None:
+        if self._textures and frame is not None:
+            self._textures.offer(frame, batch)
         for face_id in np.unique(rows.face_id):
             mask = rows.face_id == face_id
-            self._add_track(int(face_id), rows[mask], gaze_deg[mask])
+            self._add_track(int(face_id), rows[mask], self.gaze_deg[mask])
+        if len(rows):
+            self._finish_tracks(int(rows.frame_index.max()))
 
     def _add_track(self, face_id: int, rows: Reconstruction, gaze_deg: np.ndarray) -> None:
         if self.options.livelink:
             if face_id not in self._livelink:
-                self._livelink[face_id] = LiveLinkWriter(self._claim(aux_path(self.output, face_id, ".livelink.csv")),
-                                                         self.fps).__enter__()
+                path = self.claim(sibling(self.output, f".face{face_id}.livelink.csv"))
+                self._livelink[face_id] = LiveLinkWriter(path, self.prep.info.fps or 25.0).__enter__()
             self._livelink[face_id].write(rows.timestamp_s, rows.blendshapes, rows.head_pose_deg, gaze_deg)
         if self.options.meshes == "glb":
-            if face_id not in self._glb:
-                self._glb[face_id] = GlbSequenceWriter(self._claim(aux_path(self.output, face_id, ".glb")),
-                                                       self.known[face_id].face_mm / MM_PER_CM, mean_face().triangles)
-            for vertices, time_s in zip(rows.vertices_cm, rows.timestamp_s):
+            self._add_glb(face_id, rows)
+        elif self.options.meshes:
+            self._add_mesh_files(face_id, rows)
+
+    def _add_glb(self, face_id: int, rows: Reconstruction) -> None:
+        if face_id not in self._glb:
+            self._glb[face_id] = GlbSequenceWriter(self.claim(sibling(self.output, f".face{face_id}.glb")),
+                                                   identities_cm(self.prep.known)[face_id], mean_face().triangles)
+        for vertices, time_s in zip(rows.vertices_cm, rows.timestamp_s):
+            try:
                 self._glb[face_id].add(vertices, float(time_s))
-        elif self._mesh_tmp is not None:
-            write = write_obj if self.options.meshes == "obj" else write_ply
-            for vertices, frame in zip(rows.vertices_cm, rows.frame_index):
-                write(self._mesh_tmp / f"face{face_id}_frame{frame + 1:06d}.{self.options.meshes}", vertices,
-                      mean_face().triangles)
+            except ValueError as exc:  # frame times that do not increase: a broken file
+                raise InputError(f"cannot animate face {face_id} in glTF ({exc}); use --meshes obj",
+                                 self.prep.source) from exc
 
-    def _claim(self, path: Path) -> Path:
-        self.written.append(path)
-        return path
+    def _add_mesh_files(self, face_id: int, rows: Reconstruction) -> None:
+        if self._mesh_tmp is None:
+            try:
+                self._mesh_tmp = Path(tempfile.mkdtemp(prefix=f".{self.meshes_folder().name}.", dir=self.output.parent))
+            except OSError as exc:
+                raise OutputError(f"cannot write meshes here ({exc.strerror}); choose another -o",
+                                  self.output.parent) from exc
+            self._mesh_tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename
+        write = write_obj if self.options.meshes == "obj" else write_ply
+        for vertices, frame in zip(rows.vertices_cm, rows.frame_index):
+            write(self._mesh_tmp / f"face{face_id}_frame{frame + 1:06d}.{self.options.meshes}", vertices,
+                  mean_face().triangles)
 
-    def close(self) -> None:
-        for writer in self._livelink.values():
-            writer.__exit__(None, None, None)
-        for glb in self._glb.values():
-            glb.close()
+    def meshes_folder(self) -> Path:
+        return sibling(self.output, ".meshes")
+
+    def _finish_tracks(self, frame_index: int) -> None:
+        """Close the writers of tracks whose last frame has passed: open files stay few."""
+        for face_id in [f for f in self._livelink if self.prep.known[f].last_frame <= frame_index]:
+            self._livelink.pop(face_id).__exit__(None, None, None)
+        for face_id in [f for f in self._glb if self.prep.known[f].last_frame <= frame_index]:
+            self._glb.pop(face_id).close()
+
+    def close(self) -> dict[str, Any]:
+        self._finish_tracks(max(v.last_frame for v in self.prep.known.values()))
         if self._mesh_tmp is not None:
-            target = self._claim(meshes_folder(self.output))
+            target = self.claim(self.meshes_folder())
             shutil.rmtree(target, ignore_errors=True)
             self._mesh_tmp.rename(target)
             self._mesh_tmp = None
+        return {}
 
-    def abort(self, exc: BaseException) -> None:
+    def abort(self) -> None:
         for writer in self._livelink.values():
-            writer.__exit__(type(exc), exc, None)
+            writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
         for glb in self._glb.values():
             glb.discard()
         if self._mesh_tmp is not None:
             shutil.rmtree(self._mesh_tmp, ignore_errors=True)
-        for path in self.written:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        super().abort()
 
 
 def reconstruct_file(source: Path, output: Path, options: ReconstructOptions, preview: Path | None = None,
                      progress: ProgressCallback | None = None) -> FileStats:
     """The batch worker: media, a faces file or a landmarks file -> ``output`` and its extras."""
-    source = Path(source)
-    media_path, _ = resolve_source(source, "landmarks" if formats.stage_of(source) == "landmarks" else "faces")
-    with landmarks_for(source, output, options.landmarks, progress if formats.stage_of(source) != "landmarks" else None) \
-            as landmarks_path:
-        marks_header = formats.read_header(landmarks_path)
-        camera = camera_of(marks_header)
-        known = identities(landmarks_path, camera)
-        if not known:
-            raise NoFaceFound("no face found; check the file, or lower --min-score / --min-size", source)
-        info = media.probe(media_path)
-        header = formats.make_header("reconstruct", marks_header["backend"], _settings(options, marks_header, camera),
-                                     media_path, info, source)
-        header["identities_cm"] = {str(k): np.round(v.face_mm / MM_PER_CM, 4).tolist() for k, v in known.items()}
+    with prepared(source, output, options.landmarks, progress) as prep:
+        header = prep.header("reconstruct", asdict(options))
+        header["identities_cm"] = {str(k): np.round(v, 4).tolist() for k, v in identities_cm(prep.known).items()}
         header["unmeasured_blendshapes"] = list(UNMEASURED)
-        return _write(landmarks_path, media_path, info, output, header, camera, known, options, preview)
-
-
-def _settings(options: ReconstructOptions, marks_header: dict[str, Any], camera: np.ndarray) -> dict[str, Any]:
-    return {**asdict(options), "focal_px": float(camera[0, 0]), "landmarks_used": marks_header["settings"]}
-
-
-def _write(landmarks_path: Path, media_path: Path, info: media.MediaInfo, output: Path, header: dict[str, Any],
-           camera: np.ndarray, known: dict[int, Identity], options: ReconstructOptions,
-           preview: Path | None) -> FileStats:
-    stats, ids = FileStats(), set()
-    extras = _Outputs(output, options, known, info.fps or 25.0)
-    drawing = mesh_render.PreviewDrawing(camera) if preview else None
-    sink = PreviewSink(preview, info) if preview else None
-    textures = mesh_render.TextureCollector({k: v.frontal_frame for k, v in known.items()},
-                                            {k: v.face_mm / MM_PER_CM for k, v in known.items()}) \
-        if options.texture else None
-    writer = formats.TableWriter(output, "reconstruct", header)
-    try:
-        for frame, batch in rows_with_frames(landmarks_path, media_path, bool(preview or textures)):
-            rows, gaze = reconstruct_rows(batch, camera, known)
-            writer.write(rows)
-            extras.add(rows, gaze)
-            ids.update(rows.face_id.tolist())
-            if frame is not None:
-                stats.frames += 1
-                if textures:
-                    textures.offer(frame, batch)
-                if sink:
-                    sink.add(drawing.draw(frame.image, rows))
-        if textures:
-            extras.written += textures.write(lambda face_id, suffix: aux_path(output, face_id, suffix))
-        if sink:
-            sink.close()
-            sink = None
-        extras.close()
-        writer.close(face_ids=len(ids))
-    except BaseException as exc:
-        writer.abort(exc)
-        extras.abort(exc)
-        if sink:
-            sink.close(exc)
-        raise
-    stats.rows, stats.faces = writer.rows, len(ids)
-    stats.frames = stats.frames or int(info.frame_count or 1)
-    return stats
+        run = _Run(prep, output, options)
+        draw = mesh_render.PreviewDrawing(prep.camera).draw if preview else None
+        return stream_rows(prep, output, "reconstruct", header, run.rows, run, want_frames=options.texture,
+                           preview=preview, draw=draw)
 
 
 def reconstruct(path: str | Path, **options: Any) -> Reconstruction:
     """Reconstruct every face of an image, a video, a faces file or a landmarks file.
 
     Keyword options are :class:`ReconstructOptions` fields and landmark options (``focal_px``,
-    ``smooth``, ...). Returns the table (the extra files are not written).
+    ``smooth``, ``min_score``, ...). Returns the table; the files beside it need
+    :func:`reconstruct_file`.
     """
-    return table_of(reconstruct_file, path, "reconstruct", ReconstructOptions, options)
+    return table_of(reconstruct_file, path, "reconstruct", ReconstructOptions, options,
+                    files=("meshes", "texture", "livelink"))

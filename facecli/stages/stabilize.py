@@ -45,7 +45,7 @@ from ..results import Landmarks, Stabilization
 from .animate import ENCODER_PRESET
 from .common import FileStats, ProgressCallback, all_or_nothing
 from .landmarks import LandmarkOptions, iter_landmarks
-from .tracks import landmarks_source
+from .tracks import frames_with_rows, landmarks_source
 
 # Eye corners, nose bridge, temples: points expression hardly moves.
 STABLE_POINTS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 127, 356, 162, 389])
@@ -306,14 +306,8 @@ def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo) -> Itera
     """Each decoded frame and its landmark rows: computed live from media (or a faces file), or
     read from a landmarks file alongside the decoded frames."""
     if formats.stage_of(source) != "landmarks":
-        yield from iter_landmarks(source, LandmarkOptions())
-        return
-    batches = formats.iter_batches(source)  # rows come in frame order: stream them
-    batch = next(batches, Landmarks.empty())
-    for frame in media.iter_frames(video, info):
-        while len(batch) and batch.frame_index[-1] < frame.index:
-            batch = next(batches, Landmarks.empty())
-        yield frame, batch[batch.frame_index == frame.index]
+        return iter_landmarks(source, LandmarkOptions())
+    return frames_with_rows(source, video, info)
 
 
 def stabilize_file(source: Path, output: Path, options: StabilizeOptions, preview: Path | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import formats, media
 from ..errors import InputError, NoFaceFound
+from ..results import Landmarks
 from .detect import DetectOptions
 from .landmarks import LandmarkOptions, landmarks_file
 
@@ -38,3 +39,21 @@ def track_rows(path: Path, face_id: int) -> Iterator[tuple[int, np.ndarray, np.n
     for batch in formats.iter_batches(path):
         for row in np.flatnonzero(batch.face_id == face_id):
             yield int(batch.frame_index[row]), batch.landmarks_478[row].astype(np.float64), batch.rotation_rad[row]
+
+
+def frames_with_rows(landmarks_path: Path, media_path: Path,
+                     info: media.MediaInfo | None = None) -> Iterator[tuple[media.Frame, Landmarks]]:
+    """Each decoded frame of the media and its rows of the landmarks file, streamed side by side.
+
+    A frame's rows may straddle two of the file's chunks: rows wait until the file has moved past
+    the frame, and at most about one chunk is held.
+    """
+    batches = formats.iter_batches(landmarks_path)
+    pending, more = Landmarks.empty(), True
+    for frame in media.iter_frames(media_path, info or media.probe(media_path)):
+        while more and (not len(pending) or pending.frame_index[-1] <= frame.index):
+            chunk = next(batches, None)
+            more = chunk is not None
+            pending = Landmarks.concat([pending, chunk]) if more else pending
+        yield frame, pending[pending.frame_index == frame.index]
+        pending = pending[pending.frame_index > frame.index]
