@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blendshapes import FULL_SCALE_MM, Reading
-from .results import AUS, INTENSITY_AUS
+from .blendshapes import FULL_SCALE_MM, Reading, ramp
+from .results import AUS
 
 NAMES = {
     1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser", 6: "cheek raiser",
@@ -25,21 +25,17 @@ PRESENT_AT = 1.0  # intensity from which an AU counts as present (OpenFace's _c)
 LIPS_PART_MM = 3.0  # lip gap over neutral at which AU25 is full
 
 
-def _ramp(value: np.ndarray, full_scale: float) -> np.ndarray:
-    return np.clip(value / full_scale, 0.0, 1.0)
-
-
 def activations(reading: Reading) -> np.ndarray:
     """(N, len(AUS)) activations 0-1 in :data:`AUS` order."""
     r, d = reading, reading.changes_mm
-    brows_together = _ramp(-d["brow_gap"], FULL_SCALE_MM["brows_together"])
+    brows_together = ramp(-d["brow_gap"], FULL_SCALE_MM["brows_together"])
     by_au = {
         1: r.weight("browInnerUp"), 2: r.both_sides("browOuterUp"),
         4: np.maximum(r.both_sides("browDown"), brows_together), 5: r.both_sides("eyeWide"),
         6: r.both_sides("cheekSquint"), 7: r.both_sides("eyeSquint"), 9: r.both_sides("noseSneer"),
         10: r.both_sides("mouthUpperUp"), 12: r.both_sides("mouthSmile"), 14: r.both_sides("mouthDimple"),
         15: r.both_sides("mouthFrown"), 17: r.weight("mouthShrugLower"), 20: r.both_sides("mouthStretch"),
-        23: r.both_sides("mouthPress"), 25: _ramp(d["lip_gap"], LIPS_PART_MM), 26: r.weight("jawOpen"),
+        23: r.both_sides("mouthPress"), 25: ramp(d["lip_gap"], LIPS_PART_MM), 26: r.weight("jawOpen"),
         28: np.maximum(r.weight("mouthRollUpper"), r.weight("mouthRollLower")), 45: r.both_sides("eyeBlink"),
     }
     return np.stack([by_au[au] for au in AUS], axis=1).astype(np.float32)
@@ -48,8 +44,3 @@ def activations(reading: Reading) -> np.ndarray:
 def asymmetry(reading: Reading) -> np.ndarray:
     """(N,) 0-1: one lip corner pulled up (a unilateral AU12) and not the other, as in contempt."""
     return np.abs(reading.weight("mouthSmileLeft") - reading.weight("mouthSmileRight"))
-
-
-def column_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """OpenFace's ``AUxx_r`` (intensity) and ``AUxx_c`` (presence) names."""
-    return tuple(f"AU{au:02d}_r" for au in INTENSITY_AUS), tuple(f"AU{au:02d}_c" for au in AUS)

@@ -59,12 +59,12 @@ FULL_SCALE_MM = {
     "jaw_drop": 25.0, "jaw_side": 6.0, "mouth_side": 5.0, "corner_up": 4.0, "corner_down": 3.0,
     "corner_out": 5.0, "lip_raise": 4.0, "lip_lower": 4.0, "brow_up": 6.0, "brow_down": 4.0,
     "lid_raise": 1.5, "cheek_raise": 2.5, "cheek_out": 5.0, "nose_wing_up": 2.5, "chin_raise": 3.0,
-    "corner_back": 3.0, "brows_together": 4.0,
+    "corner_back": 3.0, "brows_together": 4.0, "iris_shift": 2.0,
 }
 MOUTH_NARROW = 0.2  # mouth 20% narrower than neutral: full pucker or funnel
 FUNNEL_GAP_MM = 5.0  # lip gap that turns a pucker into a funnel
 PARTED_SPREAD = 0.2  # mm each corner moves out per mm the lips part: not a stretch (measured, jaw drops)
-LIP_PRESS = 0.3  # lips 30% thinner: full press; rolled in beyond that
+LIP_PRESS = 0.3  # lips 30% thinner: full press (rolling in starts a little earlier, LIP_ROLL)
 LIP_ROLL = (0.25, 0.45)  # thinning where rolling starts, and its full scale
 EYE_CLOSED = 0.8  # lid gap shrunk by 80% of the neutral gap: fully closed
 EYE_WIDE = 0.5  # lid gap 50% over neutral: fully wide
@@ -94,12 +94,6 @@ MEASURED = (
 UNMEASURED = tuple(name for name in ARKIT_NAMES if name not in MEASURED)
 
 
-def normalised(faces_mm: np.ndarray) -> np.ndarray:
-    """(N, 478, 3) faces on the mean face's rigid points (similarity fit): pose and size removed,
-    so measures compare across frames and people."""
-    return aligned_to_mean_face(faces_mm)
-
-
 def _y(faces: np.ndarray, points) -> np.ndarray:
     return faces[:, list(points), 1].mean(axis=1)
 
@@ -114,7 +108,7 @@ def measures(faces_mm: np.ndarray) -> dict[str, np.ndarray]:
 
     Heights are y (down is positive) in the head frame; "out" is away from the midline.
     """
-    f = normalised(faces_mm)
+    f = aligned_to_mean_face(faces_mm)  # pose and size removed: measures compare across frames and people
     x = f[..., 0]
     outward = np.array([-1.0, 1.0])  # the subject's right side lies at negative x
     iris = np.stack([f[:, IRIS_CENTRE[s], :2] - f[:, list(EYE_CORNERS[s]), :2].mean(axis=1) for s in range(2)], 1)
@@ -145,7 +139,7 @@ def measures(faces_mm: np.ndarray) -> dict[str, np.ndarray]:
 
 # The measures whose person-to-person variation the neutral band allows, in full scales of:
 BAND_SCALE_MM = {
-    "lid_gap": "lid_raise", "lower_lid": "lid_raise", "iris_xy": "corner_out", "inner_brow": "brow_up",
+    "lid_gap": "lid_raise", "lower_lid": "lid_raise", "iris_xy": "iris_shift", "inner_brow": "brow_up",
     "outer_brow": "brow_up", "chin_drop": "jaw_drop", "chin_x": "jaw_side", "lip_gap": "corner_down",
     "mouth_width": "corner_out", "mouth_x": "mouth_side", "corner_height": "corner_up", "corner_out": "corner_out",
     "upper_lip_thickness": "lip_raise", "lower_lip_thickness": "lip_lower", "upper_lip_height": "lip_raise",
@@ -208,7 +202,8 @@ def neutral_measures(faces_mm: np.ndarray, frames_seen: int) -> Neutral:
     return Neutral(values, tolerance)
 
 
-def _ramp(value: np.ndarray, full_scale: float) -> np.ndarray:
+def ramp(value: np.ndarray, full_scale: float) -> np.ndarray:
+    """0 at no change, 1 at ``full_scale``, clipped."""
     return np.clip(value / full_scale, 0.0, 1.0)
 
 
@@ -231,10 +226,10 @@ class Reading:
 def measure_blendshapes(faces_mm: np.ndarray, neutral: Neutral) -> Reading:
     """(N, 478, 3) head-frame faces -> their ARKit weights, gaze and measure changes."""
     d = neutral.changes(measures(faces_mm))
-    lip_open = _ramp(d["lip_gap"], FUNNEL_GAP_MM)
+    lip_open = ramp(d["lip_gap"], FUNNEL_GAP_MM)
     w = _mouth_weights(d, neutral, lip_open)
-    w["browInnerUp"] = _ramp(-d["inner_brow"].mean(axis=1), FULL_SCALE_MM["brow_up"])
-    w["cheekPuff"] = _ramp(d["cheek_out"].mean(axis=1), FULL_SCALE_MM["cheek_out"])
+    w["browInnerUp"] = ramp(-d["inner_brow"].mean(axis=1), FULL_SCALE_MM["brow_up"])
+    w["cheekPuff"] = ramp(d["cheek_out"].mean(axis=1), FULL_SCALE_MM["cheek_out"])
     for stem, values in _per_side_weights(d, neutral, lip_open).items():
         for side, name in enumerate(SIDES):
             w[f"{stem}{name}"] = values[:, side]
@@ -249,22 +244,22 @@ def measure_blendshapes(faces_mm: np.ndarray, neutral: Neutral) -> Reading:
 def _mouth_weights(d: dict[str, np.ndarray], neutral: Neutral,
                    lip_open: np.ndarray) -> dict[str, np.ndarray]:
     s = FULL_SCALE_MM
-    lips_apart = _ramp(d["lip_gap"], JAW_GAP_SHARE * s["jaw_drop"])
+    lips_apart = ramp(d["lip_gap"], JAW_GAP_SHARE * s["jaw_drop"])
     # Lips part mostly by the jaw: it is at least as open as they are (the chin is the
     # mesh's least certain point, the lips its best)
-    jaw = np.maximum(_ramp(d["chin_drop"], s["jaw_drop"]), lips_apart)
-    narrow = _ramp(-d["mouth_width"] / neutral["mouth_width"], MOUTH_NARROW)
+    jaw = np.maximum(ramp(d["chin_drop"], s["jaw_drop"]), lips_apart)
+    narrow = ramp(-d["mouth_width"] / neutral["mouth_width"], MOUTH_NARROW)
     thinning = -np.stack([d["upper_lip_thickness"] / neutral["upper_lip_thickness"],
                           d["lower_lip_thickness"] / neutral["lower_lip_thickness"]])  # (2 lips, N, 2 sides)
     return {
         "jawOpen": jaw, "mouthClose": np.clip(jaw - lips_apart, 0.0, 1.0),
-        "jawLeft": _ramp(d["chin_x"], s["jaw_side"]), "jawRight": _ramp(-d["chin_x"], s["jaw_side"]),
-        "mouthLeft": _ramp(d["mouth_x"], s["mouth_side"]), "mouthRight": _ramp(-d["mouth_x"], s["mouth_side"]),
+        "jawLeft": ramp(d["chin_x"], s["jaw_side"]), "jawRight": ramp(-d["chin_x"], s["jaw_side"]),
+        "mouthLeft": ramp(d["mouth_x"], s["mouth_side"]), "mouthRight": ramp(-d["mouth_x"], s["mouth_side"]),
         "mouthPucker": narrow * (1.0 - lip_open), "mouthFunnel": narrow * lip_open,
-        "mouthRollUpper": _ramp(thinning[0].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
-        "mouthRollLower": _ramp(thinning[1].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
+        "mouthRollUpper": ramp(thinning[0].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
+        "mouthRollLower": ramp(thinning[1].mean(axis=1) - LIP_ROLL[0], LIP_ROLL[1]),
         # the chin boss pushing up against closed lips (AU17)
-        "mouthShrugLower": _ramp(-d["chin_drop"], s["chin_raise"]) * (1.0 - lip_open),
+        "mouthShrugLower": ramp(-d["chin_drop"], s["chin_raise"]) * (1.0 - lip_open),
     }
 
 
@@ -273,23 +268,23 @@ def _per_side_weights(d: dict[str, np.ndarray], neutral: Neutral,
     """(N, 2) per-side weights (right, left), by the stem of their ARKit names."""
     s = FULL_SCALE_MM
     lid = d["lid_gap"] / neutral["lid_gap"]
-    smile = _ramp(-d["corner_height"], s["corner_up"])
+    smile = ramp(-d["corner_height"], s["corner_up"])
     thinning = -(d["upper_lip_thickness"] / neutral["upper_lip_thickness"]
                  + d["lower_lip_thickness"] / neutral["lower_lip_thickness"]) / 2
     return {
-        "eyeBlink": _ramp(-lid, EYE_CLOSED), "eyeWide": _ramp(lid, EYE_WIDE),
-        "eyeSquint": _ramp(-d["lower_lid"], s["lid_raise"]),
-        "mouthSmile": smile, "mouthFrown": _ramp(d["corner_height"], s["corner_down"]),
-        "mouthStretch": _ramp(d["corner_out"] - PARTED_SPREAD * np.maximum(d["lip_gap"], 0.0)[:, None],
+        "eyeBlink": ramp(-lid, EYE_CLOSED), "eyeWide": ramp(lid, EYE_WIDE),
+        "eyeSquint": ramp(-d["lower_lid"], s["lid_raise"]),
+        "mouthSmile": smile, "mouthFrown": ramp(d["corner_height"], s["corner_down"]),
+        "mouthStretch": ramp(d["corner_out"] - PARTED_SPREAD * np.maximum(d["lip_gap"], 0.0)[:, None],
                               s["corner_out"]) * (1.0 - smile),
-        "mouthDimple": _ramp(d["corner_depth"], s["corner_back"]) * (1.0 - smile),  # a smile pulls back too
-        "mouthPress": _ramp(thinning, LIP_PRESS) * (1.0 - lip_open[:, None]),
-        "mouthUpperUp": _ramp(-d["upper_lip_height"], s["lip_raise"]),
-        "mouthLowerDown": _ramp(-d["lower_lip_to_chin"], s["lip_lower"]),
-        "browDown": _ramp((d["inner_brow"] + d["outer_brow"]) / 2, s["brow_down"]),
-        "browOuterUp": _ramp(-d["outer_brow"], s["brow_up"]),
-        "cheekSquint": _ramp(-d["under_eye"], s["cheek_raise"]),
-        "noseSneer": _ramp(-d["nose_wing"], s["nose_wing_up"]),
+        "mouthDimple": ramp(d["corner_depth"], s["corner_back"]) * (1.0 - smile),  # a smile pulls back too
+        "mouthPress": ramp(thinning, LIP_PRESS) * (1.0 - lip_open[:, None]),
+        "mouthUpperUp": ramp(-d["upper_lip_height"], s["lip_raise"]),
+        "mouthLowerDown": ramp(-d["lower_lip_to_chin"], s["lip_lower"]),
+        "browDown": ramp((d["inner_brow"] + d["outer_brow"]) / 2, s["brow_down"]),
+        "browOuterUp": ramp(-d["outer_brow"], s["brow_up"]),
+        "cheekSquint": ramp(-d["under_eye"], s["cheek_raise"]),
+        "noseSneer": ramp(-d["nose_wing"], s["nose_wing_up"]),
     }
 
 

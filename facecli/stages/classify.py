@@ -46,11 +46,18 @@ class ClassifyOptions:
     model: str | None = None  # an ONNX expression classifier with its YAML sidecar
 
 
+# The eyes' straight-ahead, up from the head frame's forward: the mean face's zero pitch has the
+# chin about 13 deg further back than faces looking into a camera (docs/mean_face.md; the
+# astronaut's and Grace Hopper's portraits read 16 and 10 deg of head pitch while they look into it).
+EYES_AHEAD_UP_DEG = 13.0
+
+
 def gaze_angles(gaze_deg: np.ndarray, rotation_rad: np.ndarray) -> np.ndarray:
     """Eye-in-head yaw/pitch (degrees, :func:`facecli.blendshapes.gaze_deg`) and head pose ->
     OpenFace's gaze_angle_x/y (radians): the gaze direction in the camera, 0, 0 into the lens,
     x > 0 towards the image right, y > 0 downwards."""
     yaw, pitch = np.radians(gaze_deg).T
+    pitch = pitch + np.radians(EYES_AHEAD_UP_DEG)
     # head frame: yaw > 0 looks to the subject's right (image left, -x), pitch > 0 up (-y)
     direction = np.stack([-np.sin(yaw) * np.cos(pitch), -np.sin(pitch), -np.cos(yaw) * np.cos(pitch)], axis=1)
     seen = np.einsum("nij,nj->ni", rotation_matrices(rotation_rad), direction)

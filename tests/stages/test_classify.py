@@ -18,7 +18,7 @@ from facecli.portrait import PortraitRenderer, load_portrait
 from facecli.raster import render_textured
 from facecli.results import EXPRESSIONS, FACE_CONTROLS
 from facecli.retarget import inter_ocular_px
-from facecli.stages.classify import classify, gaze_angles
+from facecli.stages.classify import EYES_AHEAD_UP_DEG, classify, gaze_angles
 from tests.conftest import ASTRONAUT, MEGAMIND
 from tests.stages.test_reconstruct import _texture
 
@@ -106,11 +106,16 @@ def test_turning_the_head_keeps_the_action_units(tmp_path):
 
 
 def test_gaze_angles_follow_openface():
-    straight = gaze_angles(np.zeros((1, 2)), np.zeros((1, 3)))
-    assert np.allclose(straight, 0.0, atol=1e-6)
-    # eyes turned towards the subject's right (the image left): gaze_angle_x negative; down: y positive
-    left, down = gaze_angles(np.array([[20.0, 0.0], [0.0, -15.0]]), np.zeros((2, 3)))
-    assert left[0] < -0.3 and abs(left[1]) < 1e-6 and down[1] > 0.2
-    # a head turned 20 deg with the eyes straight ahead in it: the gaze turns with the head
-    turned = gaze_angles(np.zeros((1, 2)), np.array([[0.0, np.radians(20), 0.0]]))
-    assert abs(abs(turned[0, 0]) - np.radians(20)) < 1e-3
+    ahead = np.array([[np.radians(EYES_AHEAD_UP_DEG), 0.0, 0.0]])  # the head pitch of a face looking into the lens
+    assert np.allclose(gaze_angles(np.zeros((1, 2)), ahead), 0.0, atol=1e-6)
+    # eyes turned towards the subject's right (the image left): gaze_angle_x < 0; eyes down: y > 0
+    right, down = gaze_angles(np.array([[20.0, 0.0], [0.0, -15.0]]), np.repeat(ahead, 2, axis=0))
+    assert abs(right[0] + np.radians(20)) < 0.02 and abs(right[1]) < 0.02 and abs(down[1] - np.radians(15)) < 0.02
+    # the head turned 20 deg towards the image left (yaw > 0), eyes straight in it: the gaze turns with it
+    turned = gaze_angles(np.zeros((1, 2)), ahead + [[0.0, np.radians(20), 0.0]])
+    assert abs(turned[0, 0] + np.radians(20)) < 0.02
+
+
+def test_a_portrait_looking_into_the_lens_has_gaze_near_zero():
+    table = classify(ASTRONAUT)
+    assert np.abs(table.gaze_angle_rad[0]).max() < np.radians(6)

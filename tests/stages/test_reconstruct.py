@@ -53,9 +53,10 @@ def _iod_px(points_68: np.ndarray) -> np.ndarray:
 
 
 def test_mesh_projects_onto_the_landmarks(astronaut, megamind):
+    """The issue asks for 1.5% of the inter-ocular distance; the lift is exact, up to float32."""
     for table in (astronaut, megamind):
         error = np.linalg.norm(projected_68(table) - table.landmarks_68, axis=2).max(axis=1)
-        assert (error <= 0.015 * _iod_px(table.landmarks_68)).all()
+        assert (error <= 0.015 * _iod_px(table.landmarks_68)).all() and error.max() < 0.05  # px
     assert len(megamind) >= 260 and np.isfinite(megamind.vertices_cm).all()
 
 
@@ -114,7 +115,7 @@ def test_known_poses_are_recovered(portrait, tmp_path):
     assert (np.sign(np.array(recovered)[turned]) == np.sign(truth[turned])).all()  # every turn the right way
 
 
-def test_smile_open_jaw_and_closed_eyes_read_as_such(astronaut, megamind):
+def test_smile_and_open_jaw_read_as_such(astronaut, megamind):
     assert astronaut.blendshape("mouthSmileLeft")[0] > 0.3 and astronaut.blendshape("mouthSmileRight")[0] > 0.3
     marks = facecli.landmarks(MEGAMIND)
     order = np.lexsort((marks.face_id, marks.frame_index))
@@ -127,17 +128,20 @@ def test_smile_open_jaw_and_closed_eyes_read_as_such(astronaut, megamind):
     assert (jaw[wide] > np.median(jaw)).mean() >= 0.8
 
 
-def test_closed_eyes_blink(tmp_path):
+def test_closed_eyes_blink_on_their_own_side(tmp_path):
+    """Both eyes, then the subject's left eye alone (on the image right), closed by the mesh warp."""
     renderer = PortraitRenderer(load_portrait(ASTRONAUT, crop=True, size=512))
     blinks = []
-    for closed in (0.0, 1.0):
+    for closed in ((), ("blink_left", "blink_right"), ("blink_left",)):
         controls = np.zeros(len(FACE_CONTROLS))
-        controls[[FACE_CONTROLS.index("blink_left"), FACE_CONTROLS.index("blink_right")]] = closed
-        path = tmp_path / f"eyes_{closed}.png"
+        controls[[FACE_CONTROLS.index(name) for name in closed]] = 1.0
+        path = tmp_path / f"eyes_{len(closed)}.png"
         media.write_image(path, renderer.render(controls, np.zeros(3), np.zeros(2)))
         table = reconstruct(path)
         blinks.append([table.blendshape("eyeBlinkLeft")[0], table.blendshape("eyeBlinkRight")[0]])
-    assert max(blinks[0]) < 0.3 and min(blinks[1]) > 0.5
+    (open_left, open_right), (both_left, both_right), (left, right) = blinks
+    assert max(open_left, open_right) < 0.3 and min(both_left, both_right) > 0.5
+    assert left > 0.5 and right < 0.3
 
 
 def moving_portrait(path: Path, frames: int = 75) -> np.ndarray:
@@ -179,3 +183,21 @@ def test_a_landmarks_file_gives_the_same_result(tmp_path, astronaut):
     again = reconstruct(marks_path)
     assert np.allclose(again.vertices_cm, astronaut.vertices_cm, atol=1e-4)
     assert np.allclose(again.blendshapes, astronaut.blendshapes, atol=1e-5)
+
+
+def test_a_failed_job_leaves_no_file(tmp_path, monkeypatch):
+    """Every file beside the table (meshes, glTF, Live Link, texture, preview) goes when the
+    table cannot be finished."""
+    from facecli import formats
+    from facecli.stages.reconstruct import ReconstructOptions, reconstruct_file
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(formats.TableWriter, "close", fail)
+    for meshes in ("obj", "glb"):
+        options = ReconstructOptions(meshes=meshes, texture=True, livelink=True)
+        with pytest.raises(OSError):
+            reconstruct_file(ASTRONAUT, tmp_path / "astronaut.reconstruct.parquet", options,
+                             preview=tmp_path / "astronaut.preview.png")
+        assert not list(tmp_path.iterdir())
