@@ -10,11 +10,17 @@ DEMO_OUT := examples/out
 install: $(STAMP)
 
 # One resolver pass for everything: a second pip call would upgrade numpy to 2.x and break mediapipe.
+# torch==2.13.0 is the CPU build on this machine's disk; without the pin face-alignment's plain
+# `torch` would pull a CUDA build of several GB.
+# insightface and face-alignment bring opencv-python, mediapipe opencv-contrib-python: the same
+# version, but different binaries in one cv2 folder, and whichever pip unpacks last wins. The
+# last line puts the contrib build's files back (--no-deps: it cannot touch numpy or protobuf).
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12), "facecli needs Python 3.10-3.12"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0 -e '.[test]'
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps opencv-contrib-python==4.11.0.86
 	touch $(STAMP)
 
 demo: install

@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from . import __version__
 from .atomic import atomic_output
 from .errors import InputError
-from .results import (ARKIT_NAMES, AUS, EXPRESSIONS, FACE_CONTROLS, INTENSITY_AUS, Classification, Faces, FaceTable,
-                      Landmarks, Motion, Reconstruction, Stabilization)
+from .results import (ARKIT_NAMES, AUS, EMBEDDING_DIM, EXPRESSIONS, FACE_CONTROLS, INTENSITY_AUS, Classification, Faces,
+                      FaceTable, Landmarks, Motion, Reconstruction, Stabilization)
 
 FORMAT_VERSION = 1
 HEADER_KEY = b"facecli"
@@ -57,6 +57,7 @@ class Columns:
     from_file: Callable[[np.ndarray], np.ndarray] | None = _identity  # None: derived, not read back
     list_column: str | None = None  # Parquet keeps the group as one fixed-size list column
     in_csv: bool = True  # False: Parquet only (too wide for a CSV); read back from CSV as NaN
+    optional: bool = False  # written only when the result has it (results.FaceTable.OPTIONAL)
 
 
 def _common(confidence_field: str | None) -> list[Columns]:
@@ -75,6 +76,7 @@ FACES_COLUMNS = [
     Columns("box_xywh", ("x", "y", "w", "h"), "%.1f"),
     Columns("keypoints_6", tuple(f"{k}_{a}" for k in KEYPOINT_NAMES for a in "xy"), "%.1f",
             lambda v: v.reshape(len(v), 12), lambda v: v.reshape(len(v), 6, 2)),
+    Columns("embedding", _point_names("embedding", EMBEDDING_DIM), "%.5f", list_column="embedding", optional=True),
 ]
 
 LANDMARKS_COLUMNS = [
@@ -103,10 +105,13 @@ MOTION_COLUMNS = [
 ]
 
 
+# The 68 points as a stored field (reconstruct, classify), read back unlike landmarks' derived ones.
+STORED_68 = Columns("landmarks_68", _point_names("x y", 68), "%.1f", _axis_major,
+                    lambda v: v.reshape(len(v), 2, 68).transpose(0, 2, 1))
+
 RECONSTRUCT_COLUMNS = [
     *LANDMARKS_COLUMNS[:8],  # frame, face_id, timestamp, confidence, success, shot, pose_T*, pose_R*
-    Columns("landmarks_68", _point_names("x y", 68), "%.1f", _axis_major,
-            lambda v: v.reshape(len(v), 2, 68).transpose(0, 2, 1)),
+    STORED_68,
     Columns("blendshapes", ARKIT_NAMES, "%.3f"),
     Columns("vertices_cm", (), "", list_column="vertices_cm", in_csv=False),
 ]
@@ -116,7 +121,7 @@ CLASSIFY_COLUMNS = [
     *LANDMARKS_COLUMNS[:6],  # frame, face_id, timestamp, confidence, success, shot
     Columns("gaze_angle_rad", ("gaze_angle_x", "gaze_angle_y"), "%.3f"),
     *LANDMARKS_COLUMNS[6:8],  # pose_T*, pose_R*
-    RECONSTRUCT_COLUMNS[8],  # x_0..x_67, y_0..y_67
+    STORED_68,
     Columns("au_intensity", tuple(f"AU{au:02d}_r" for au in INTENSITY_AUS), "%.2f"),
     Columns("au_presence", tuple(f"AU{au:02d}_c" for au in AUS), "%d"),
     Columns("expressions", tuple(f"emotion_{name}" for name in EXPRESSIONS), "%.3f"),
@@ -207,6 +212,11 @@ def make_header(stage_format: str, backend: str, settings: dict[str, Any], sourc
     }
 
 
+def _present(fmt: StageFormat, rows: FaceTable) -> list[Columns]:
+    """The column groups a file of these rows has: optional ones only when the rows hold them."""
+    return [g for g in fmt.columns if not g.optional or getattr(rows, g.field) is not None]
+
+
 def _file_values(group: Columns, rows: FaceTable) -> np.ndarray:
     """(N, len(group.names)): one result field as the file's flat columns."""
     return np.asarray(group.to_file(np.asarray(getattr(rows, group.field)))).reshape(len(rows), len(group.names))
@@ -214,7 +224,7 @@ def _file_values(group: Columns, rows: FaceTable) -> np.ndarray:
 
 def _arrow_table(fmt: StageFormat, rows: FaceTable) -> pa.Table:
     arrays, names = [], []
-    for group in fmt.columns:
+    for group in _present(fmt, rows):
         source = getattr(rows, group.field)
         if group.list_column:
             flat = np.ascontiguousarray(source, np.float32).reshape(-1)
@@ -264,11 +274,11 @@ class TableWriter:
         if self._csv is None:
             self._csv_handle = self._tmp.open("w", newline="")
             self._csv = csv.writer(self._csv_handle)
-            self._csv.writerow([n for g in self.fmt.columns if g.in_csv for n in g.names])
+            self._csv.writerow([n for g in _present(self.fmt, rows) if g.in_csv for n in g.names])
         if not len(rows):
             return
         formatted = []
-        for group in filter(lambda g: g.in_csv, self.fmt.columns):
+        for group in filter(lambda g: g.in_csv, _present(self.fmt, rows)):
             formatted.append(np.char.mod(group.csv_format, _file_values(group, rows)))
         self._csv.writerows(np.concatenate(formatted, axis=1).tolist())
 
@@ -346,18 +356,26 @@ def stage_of(path: Path) -> str | None:
 def _rows_from_arrow(fmt: StageFormat, table: pa.Table, header: dict[str, Any]) -> FaceTable:
     fields: dict[str, np.ndarray] = {}
     for group in fmt.columns:
-        if group.from_file is None:
+        absent = group.optional and not {group.list_column, group.names[0]} & set(table.column_names)
+        if group.from_file is None or absent:
             continue
-        shape = (table.num_rows, *fmt.result_type.SHAPES[group.field][0])
+        shape = (table.num_rows, *{**fmt.result_type.SHAPES, **fmt.result_type.OPTIONAL}[group.field][0])
         if group.list_column and group.list_column in table.column_names:
             fields[group.field] = table.column(group.list_column).combine_chunks().flatten().to_numpy().reshape(shape)
             continue
         if not group.in_csv:
             fields[group.field] = np.full(shape, np.nan)
             continue
-        values = np.stack([table.column(n).to_numpy() for n in group.names], axis=1)
+        values = np.stack([_column_values(table.column(n)) for n in group.names], axis=1)
         fields[group.field] = group.from_file(values if len(group.names) > 1 else values[:, 0])
     return fmt.result_type(**fields, header=header)
+
+
+def _column_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy; a CSV column of empty strings reads back as nulls: they were ""."""
+    if pa.types.is_null(column.type) or pa.types.is_string(column.type):
+        return np.array(["" if v is None else v for v in column.to_pylist()], dtype=np.str_)
+    return column.to_numpy()
 
 
 def iter_batches(path: Path, batch_rows: int = 4096) -> Iterator[FaceTable]:

@@ -14,6 +14,8 @@ from .facemodel import IBUG68_FROM_MESH, five_points
 
 T = TypeVar("T", bound="FaceTable")
 
+EMBEDDING_DIM = 512  # ArcFace identity vectors (Faces.embedding)
+
 
 @dataclasses.dataclass(kw_only=True)
 class FaceTable:
@@ -35,10 +37,14 @@ class FaceTable:
         "face_id": ((), np.int64),
         "shot": ((), np.int64),
     }
+    # Columns that may be absent (None): a result has them for all its rows or for none.
+    OPTIONAL: ClassVar[dict[str, tuple[tuple[int, ...], type]]] = {}
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.frame_index).reshape(-1))
-        for name, (shape, dtype) in self.SHAPES.items():
+        for name, (shape, dtype) in {**self.SHAPES, **self.OPTIONAL}.items():
+            if name in self.OPTIONAL and getattr(self, name) is None:
+                continue
             value = np.asarray(getattr(self, name), dtype=dtype)
             if value.shape != (n, *shape):
                 raise ValueError(f"{type(self).__name__}.{name}: expected shape {(n, *shape)}, got {value.shape}")
@@ -51,7 +57,8 @@ class FaceTable:
         """Rows selected by a slice, an index array or a boolean mask."""
         if isinstance(index, (int, np.integer)):
             index = slice(int(index), int(index) + 1 or None)
-        return type(self)(**{name: getattr(self, name)[index] for name in self.SHAPES}, header=self.header)
+        optional = {name: None if getattr(self, name) is None else getattr(self, name)[index] for name in self.OPTIONAL}
+        return type(self)(**{name: getattr(self, name)[index] for name in self.SHAPES}, **optional, header=self.header)
 
     @classmethod
     def empty(cls: type[T], header: dict[str, Any] | None = None) -> T:
@@ -63,6 +70,10 @@ class FaceTable:
         if not parts:
             return cls.empty(header)
         columns = {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.SHAPES}
+        for name, (shape, dtype) in cls.OPTIONAL.items():
+            # Kept when every part with rows has it (an empty part adds no rows either way).
+            values = [getattr(p, name) if len(p) else np.zeros((0, *shape), dtype) for p in parts]
+            columns[name] = None if any(v is None for v in values) else np.concatenate(values)
         return cls(**columns, header=header if header is not None else parts[0].header)
 
     @property
@@ -79,6 +90,8 @@ class Faces(FaceTable):
     score: np.ndarray  # (N,) detector confidence 0-1
     box_xywh: np.ndarray  # (N, 4) px: left, top, width, height
     keypoints_6: np.ndarray  # (N, 6, 2) px
+    # (N, 512) unit ArcFace vector of the row's track (detect --embed), else None
+    embedding: np.ndarray | None = None
 
     SHAPES: ClassVar = {
         **FaceTable.SHAPES,
@@ -86,6 +99,7 @@ class Faces(FaceTable):
         "box_xywh": ((4,), np.float32),
         "keypoints_6": ((6, 2), np.float32),
     }
+    OPTIONAL: ClassVar = {"embedding": ((EMBEDDING_DIM,), np.float32)}
 
 
 class _HeadPose:
@@ -247,7 +261,7 @@ class Reconstruction(_PosedFaces):
     the rigid points' centroid); ``R·v + t`` (with ``t`` in cm) places them in the camera.
     ``rotation_rad``/``translation_mm``: that head pose, as :class:`Landmarks` (OpenFace's
     pose_R*, pose_T*). ``blendshapes``: the 52 ARKit coefficients 0-1 in
-    :data:`facecli.blendshapes.ARKIT_NAMES` order. ``landmarks_68``: iBUG points, px.
+    :data:`ARKIT_NAMES` order. ``landmarks_68``: iBUG points, px.
     Each track's identity (neutral) face is in the file header (``identities_cm``), and
     ``vertices_cm`` minus it is the expression.
     """

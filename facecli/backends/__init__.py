@@ -78,6 +78,12 @@ class LandmarkModel(Backend):
 _REGISTRY: dict[tuple[str, str], str] = {
     ("detect", "mediapipe"): "facecli.backends.mediapipe_backend:BlazeFaceDetector",
     ("landmarks", "mediapipe"): "facecli.backends.mediapipe_backend:FaceMeshModel",
+    # Optional, with bring-your-own weights (docs/backends.md):
+    ("detect", "insightface"): "facecli.backends.insightface_backend:SCRFDDetector",
+    ("landmarks", "insightface"): "facecli.backends.insightface_backend:InsightFaceLandmarkModel",
+    ("landmarks", "fan"): "facecli.backends.fan_backend:FANLandmarkModel",
+    ("landmarks", "fan3d"): "facecli.backends.fan_backend:FAN3DLandmarkModel",
+    ("embed", "insightface"): "facecli.backends.insightface_backend:ArcFaceEmbedder",
     ("detect", "fake"): "facecli.backends.fake:FakeDetector",
     ("landmarks", "fake"): "facecli.backends.fake:FakeLandmarkModel",
 }

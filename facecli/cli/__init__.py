@@ -16,6 +16,7 @@ from .classify import classify
 from .detect import detect
 from .doctor import doctor
 from .landmarks import landmarks
+from .models import app as models_app
 from .reconstruct import reconstruct
 from .reenact import reenact
 from .stabilize import stabilize
@@ -34,6 +35,7 @@ app.command()(stabilize)
 app.command()(reconstruct)
 app.command()(classify)
 app.command()(doctor)
+app.add_typer(models_app)
 
 
 def _version(value: bool) -> None:

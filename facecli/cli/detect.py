@@ -7,8 +7,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..stages.detect import DetectOptions, detect_file
+from ..backends import models as model_files
+from ..stages.detect import EMBED_BACKEND, MERGE_THRESHOLD, DetectOptions, detect_file
 from . import common
+from .models import ModelDir
 
 
 @common.batch_command
@@ -27,6 +29,14 @@ def detect(
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
     min_track: Annotated[int, typer.Option(min=1, max=10, help="Video: drop faces seen in fewer processed frames "
                                            "(1 keeps every detection).")] = 2,
+    embed: Annotated[bool, typer.Option(help="Add a 512-d ArcFace identity vector per track (insightface's "
+                                        "w600k_r50, see docs/backends.md).")] = False,
+    merge_tracks: Annotated[bool, typer.Option(help="Give a track the id of an earlier shot's track of the same "
+                                               "person, by ArcFace similarity (implies --embed).")] = False,
+    merge_threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Cosine similarity from which --merge-tracks takes two tracks for one person.",
+    )] = MERGE_THRESHOLD,
+    model_dir: ModelDir = None,
     **shared: Any,
 ) -> None:
     """Find faces in images and videos and track them across frames -> <stem>.faces.parquet."""
@@ -35,5 +45,10 @@ def detect(
     common.check_backends(detect=values["backend"])
     stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],
                                max_faces=values["max_faces"], every=values["every"],
-                               min_track=values["min_track"])
+                               min_track=values["min_track"], embed=values["embed"],
+                               merge_tracks=values["merge_tracks"], merge_threshold=values["merge_threshold"])
+    model_files.use_model_dir(values["model_dir"])
+    model_files.require("detect", stage_opts.backend)
+    if stage_opts.embeds:
+        model_files.require("embed", EMBED_BACKEND)
     common.execute(opts, common.build_jobs(opts, "faces", None, detect_file, stage_opts, Path))

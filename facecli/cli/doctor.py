@@ -7,30 +7,38 @@ import platform
 import sys
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__, backends, media
+from ..backends import models as model_files
 from .common import console
+from .models import ModelDir
+
+# Bring-your-own-weights backends: missing is a choice, not a fault (docs/backends.md).
+OPTIONAL = {"insightface", "fan", "fan3d"}
 
 
-def doctor() -> None:
+def doctor(model_dir: ModelDir = None) -> None:
     """List every stage's backends, whether each is usable here, and where it looks for weights."""
+    model_files.use_model_dir(model_dir)
     table = Table(title=f"facecli {__version__} on Python {platform.python_version()} ({sys.platform})",
                   title_justify="left")
     for column in ("stage", "backend", "usable", "detail", "weights"):
         table.add_column(column, overflow="fold")
-    rows = backends.describe()
+    rows = [row for row in backends.describe() if row.name != "fake"]  # the test double is not for users
     for row in rows:
-        if row.name == "fake":
-            continue  # the test double is not for users
-        table.add_row(row.stage, row.name, "[green]yes[/]" if row.usable else "[red]no[/]", row.detail, row.weights)
+        usable = "[green]yes[/]" if row.usable else "[yellow]optional[/]" if row.name in OPTIONAL else "[red]no[/]"
+        table.add_row(row.stage, row.name, usable, escape(row.detail), escape(row.weights))
     onnx = importlib.util.find_spec("onnxruntime") is not None
     table.add_row("classify --model", "onnx", "[green]yes[/]" if onnx else "[yellow]optional[/]",
-                  "onnxruntime" if onnx else "pip install 'facecli[onnx]'", "PATH.onnx + PATH.yaml")
+                  "onnxruntime" if onnx else escape("pip install 'facecli[onnx]'"), "PATH.onnx + PATH.yaml")
     console.print(table)
+    console.print(f"model folder: {model_files.model_dir()} (--model-dir or ${model_files.ENV_VAR}; "
+                  "facecli models list)", markup=False, highlight=False)
     try:
         console.print(f"ffmpeg: {media.ffmpeg_exe()}", markup=False, highlight=False)
     except Exception as exc:  # noqa: BLE001 - doctor reports, never fails on what it inspects
         console.print(f"ffmpeg: missing ({exc})", markup=False, highlight=False)
-    if not all(r.usable for r in rows if r.name != "fake"):
+    if not all(r.usable for r in rows if r.name not in OPTIONAL):
         raise typer.Exit(1)

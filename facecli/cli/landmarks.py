@@ -6,9 +6,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..backends import models as model_files
 from ..stages.detect import DetectOptions
 from ..stages.landmarks import LandmarkOptions, landmarks_file, resolve_source
 from . import common
+from .models import ModelDir
 
 
 @common.batch_command
@@ -33,7 +35,8 @@ def landmarks(
     focal: Annotated[Optional[float], typer.Option(min=1.0, show_default=False,
                                                    help="Camera focal length, px (default: max(width, height)).")] = None,
     mirror_average: Annotated[bool, typer.Option(help="Still images: average the mesh with its mirror image's "
-                                                 "(halves MediaPipe's left/right bias, twice the time).")] = False,
+                                                 "(cancels most of MediaPipe's left/right bias; 11 mesh fits a face).")] = False,
+    model_dir: ModelDir = None,
     **shared: Any,
 ) -> None:
     """478-point landmarks, 68/5-point layouts and head pose -> <stem>.landmarks.parquet.
@@ -50,5 +53,8 @@ def landmarks(
         detect_every=values["detect_every"], smooth=values["smooth"], smooth_min_cutoff=values["smooth_min_cutoff"],
         smooth_beta=values["smooth_beta"], focal_px=values["focal"], mirror_average=values["mirror_average"],
     )
+    model_files.use_model_dir(values["model_dir"])
+    model_files.require("landmarks", stage_opts.backend)
+    model_files.require("detect", stage_opts.detect.backend)
     jobs = common.build_jobs(opts, "landmarks", "faces", landmarks_file, stage_opts, lambda p: resolve_source(p)[0])
     common.execute(opts, jobs)

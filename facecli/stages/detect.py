@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,14 +14,19 @@ from .. import backends, formats, media
 from ..backends import Detector, FrameDetections
 from ..errors import UsageError
 from ..render import draw_faces
-from ..results import Faces
+from ..results import EMBEDDING_DIM, Faces
 from ..tracking import FaceTracker, ShotCutDetector
 from .common import FileStats, ProgressCallback, run_to_file
 
 
 MIN_FACE_PX = 40.0
+# ArcFace cosine similarity from which two tracks are taken for one person. Pairs of the same
+# person typically score well above this and different people well below; a wrong merge is
+# worse than a missed one, so it sits high. Not measured on this project's data: no weights here.
+MERGE_THRESHOLD = 0.5
 MAX_MIN_TRACK = 10  # frames held back for confirmation stay few: memory stays bounded
 VIDEO_MIN_FACE_SHARE = 0.05
+EMBED_BACKEND = "insightface"  # the registry's one identity embedder: ArcFace from the buffalo_l pack
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,20 @@ class DetectOptions:
     max_faces: int = 0  # per frame, largest scores first; 0 = no limit
     every: int = 1  # process every Nth frame (the others are decoded only for cut detection)
     min_track: int = 2  # video: drop tracks seen in fewer processed frames (1 keeps every detection)
+    embed: bool = False  # a 512-d ArcFace identity vector per track (insightface's w600k_r50)
+    merge_tracks: bool = False  # a track takes the id of an earlier shot's track of the same person (embeds)
+    merge_threshold: float = MERGE_THRESHOLD  # cosine similarity from which two tracks are one person
 
     def __post_init__(self) -> None:
         if min(self.every, self.min_track) < 1 or self.min_track > MAX_MIN_TRACK or (self.min_size or 1) <= 0 \
-                or not 0 <= self.min_score <= 1 or self.max_faces < 0:
+                or not 0 <= self.min_score <= 1 or self.max_faces < 0 or not 0 < self.merge_threshold <= 1:
             raise UsageError(f"need --every >= 1, 1 <= --min-track <= {MAX_MIN_TRACK}, --min-size > 0, "
-                             "0 <= --min-score <= 1, --max-faces >= 0")
+                             "0 <= --min-score <= 1, --max-faces >= 0, 0 < --merge-threshold <= 1")
         backends.check_name("detect", self.backend)
+
+    @property
+    def embeds(self) -> bool:
+        return self.embed or self.merge_tracks
 
     def min_size_for(self, info: media.MediaInfo) -> float:
         """The smallest face looked for: as given, else 40 px for images and, for videos, 5% of
@@ -53,6 +66,56 @@ class DetectOptions:
         return backends.create("detect", self.backend, min_score=self.min_score, min_size=self.min_size_for(info),
                                max_faces=self.max_faces)
 
+    def create_identities(self) -> TrackIdentities:
+        return TrackIdentities(backends.create("embed", EMBED_BACKEND),
+                               self.merge_threshold if self.merge_tracks else None)
+
+
+class TrackIdentities:
+    """One ArcFace vector per track, and with ``merge`` the merging of tracks across shots.
+
+    A track's vector is the mean of its detections' unit vectors over the frames that confirm
+    it (the held-back ``--min-track`` frames), renormalised: it is known when the track's first
+    row is written, so rows stream as without it. With ``merge``, a new track takes the id of
+    the most similar identity from earlier shots when the cosine similarity reaches the
+    threshold and no other track of its shot holds that id already; else it keeps its own.
+    """
+
+    def __init__(self, embedder: Any, merge_threshold: float | None):
+        self.embedder, self.merge_threshold = embedder, merge_threshold
+        self.vectors: dict[int, np.ndarray] = {}  # track id -> unit vector
+        self.ids: dict[int, int] = {}  # track id -> written id
+        self.identities: dict[int, np.ndarray] = {}  # written id -> sum of its tracks' vectors
+        self.shot, self.taken = -1, set()  # written ids in use in the current shot
+
+    def label(self, rows: Faces, window: list[tuple[media.Frame, Faces]]) -> Faces:
+        """``rows`` (the first of ``window``'s frames) with embeddings and merged ids."""
+        for track, shot in sorted(set(zip(rows.face_id.tolist(), rows.shot.tolist()))):
+            if track not in self.vectors:
+                self.vectors[track] = self._vector(track, window)
+                self.ids[track] = self._assign(track, shot)
+        tracks = rows.face_id.tolist()
+        embedding = np.array([self.vectors[t] for t in tracks], np.float32).reshape(len(rows), EMBEDDING_DIM)
+        return replace(rows, face_id=[self.ids[t] for t in tracks], embedding=embedding)
+
+    def _vector(self, track: int, window: list[tuple[media.Frame, Faces]]) -> np.ndarray:
+        vectors = [self.embedder.embed(frame.image, faces.keypoints_6[faces.face_id == track])
+                   for frame, faces in window]
+        mean = np.concatenate(vectors).mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def _assign(self, track: int, shot: int) -> int:
+        if shot != self.shot:
+            self.shot, self.taken = shot, set()
+        scores = {i: float(self.vectors[track] @ total) / float(np.linalg.norm(total))
+                  for i, total in self.identities.items() if i not in self.taken}
+        best = max(scores, key=scores.__getitem__, default=None)
+        merged = self.merge_threshold is not None and best is not None and scores[best] >= self.merge_threshold
+        written = best if merged else track  # track ids never repeat, so an unmerged one is new
+        self.identities[written] = self.identities.get(written, 0) + self.vectors[track]
+        self.taken.add(written)
+        return written
+
 
 def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: FrameDetections) -> Faces:
     n = len(dets)
@@ -61,7 +124,8 @@ def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: 
 
 
 def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = None,
-                info: media.MediaInfo | None = None) -> Iterator[tuple[media.Frame, Faces]]:
+                info: media.MediaInfo | None = None,
+                identities: TrackIdentities | None = None) -> Iterator[tuple[media.Frame, Faces]]:
     """Per processed frame: the frame and its tracked detections.
 
     In a video a track must be seen in ``min_track`` processed frames before its rows count:
@@ -69,6 +133,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     """
     info = info or media.probe(path)
     detector = detector or options.create_detector(info)
+    identities = identities or (options.create_identities() if options.embeds else None)
     video = info.kind == "video"
     cuts, tracker = ShotCutDetector(flag_blank=video), FaceTracker()
     min_track = options.min_track if video else 1
@@ -86,16 +151,22 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
         held.append((frame, faces))
         processed += 1
         if len(held) >= min_track:
-            yield _confirmed(*held.popleft(), hits, min_track)
+            yield _confirmed(held, hits, min_track, identities)
     if processed < min_track:  # a clip shorter than that (a GIF, a one-frame video) keeps all it found
         min_track = 1
     while held:
-        yield _confirmed(*held.popleft(), hits, min_track)
+        yield _confirmed(held, hits, min_track, identities)
 
 
-def _confirmed(frame: media.Frame, faces: Faces, hits: Counter[int], min_track: int) -> tuple[media.Frame, Faces]:
-    keep = np.array([hits[i] >= min_track for i in faces.face_id.tolist()], bool)
-    return frame, faces[keep]
+def _confirmed(held: deque[tuple[media.Frame, Faces]], hits: Counter[int], min_track: int,
+               identities: TrackIdentities | None) -> tuple[media.Frame, Faces]:
+    """The oldest held frame and its rows of confirmed tracks (labelled, when embedding)."""
+    frame, faces = held[0]
+    faces = faces[np.array([hits[i] >= min_track for i in faces.face_id.tolist()], bool)]
+    if identities:
+        faces = identities.label(faces, list(held))
+    held.popleft()
+    return frame, faces
 
 
 def detect(path: str | Path, **options: object) -> Faces:
@@ -103,13 +174,16 @@ def detect(path: str | Path, **options: object) -> Faces:
     opts, path = DetectOptions(**options), Path(path)
     info = media.probe(path)
     detector = opts.create_detector(info)
-    header = formats.make_header("faces", opts.backend, _settings(opts, detector), path, info)
-    return Faces.concat([rows for _, rows in iter_detect(path, opts, detector, info)], header=header)
+    identities = opts.create_identities() if opts.embeds else None
+    header = formats.make_header("faces", opts.backend, _settings(opts, detector, identities), path, info)
+    parts = [rows for _, rows in iter_detect(path, opts, detector, info, identities)]
+    return Faces.concat(parts, header=header)
 
 
-def _settings(options: DetectOptions, detector: Detector) -> dict[str, object]:
-    """What a header records: the options as given and the detector's resolved settings."""
-    return {**asdict(options), "detector": detector.settings()}
+def _settings(options: DetectOptions, detector: Detector, identities: TrackIdentities | None) -> dict[str, object]:
+    """What a header records: the options as given and the backends' resolved settings."""
+    embedder = {"embedder": identities.embedder.settings()} if identities else {}
+    return {**asdict(options), "detector": detector.settings(), **embedder}
 
 
 def detect_file(source: Path, output: Path, options: DetectOptions, preview: Path | None = None,
@@ -117,8 +191,9 @@ def detect_file(source: Path, output: Path, options: DetectOptions, preview: Pat
     """The batch worker: ``source`` media to a faces file at ``output``."""
     info = media.probe(source)
     detector = options.create_detector(info)
+    identities = options.create_identities() if options.embeds else None
     return run_to_file(
-        iter_detect(source, options, detector, info), stage_format="faces", source=source, info=info,
-        output=output, backend=options.backend, settings=_settings(options, detector),
+        iter_detect(source, options, detector, info, identities), stage_format="faces", source=source, info=info,
+        output=output, backend=options.backend, settings=_settings(options, detector, identities),
         preview=preview, draw=draw_faces, progress=progress, frame_step=options.every,
     )

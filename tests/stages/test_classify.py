@@ -119,3 +119,12 @@ def test_gaze_angles_follow_openface():
 def test_a_portrait_looking_into_the_lens_has_gaze_near_zero():
     table = classify(ASTRONAUT)
     assert np.abs(table.gaze_angle_rad[0]).max() < np.radians(6)
+
+
+def test_a_csv_without_explanations_reads_back_empty_strings(tmp_path):
+    from facecli.formats import read_table
+    from facecli.stages.classify import ClassifyOptions, classify_file
+
+    classify_file(ASTRONAUT, tmp_path / "astronaut.classify.csv", ClassifyOptions())
+    table = read_table(tmp_path / "astronaut.classify.csv")
+    assert table.explanation.tolist() == [""] and table.expression("happiness")[0] > 0.5
