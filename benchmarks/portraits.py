@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-import facecli  # noqa: F401 - first: it sets up NumPy's thread pool before NumPy loads
+import facecli  # first: it sets up NumPy's thread pool before NumPy loads
 import numpy as np
 
 from memory import peak_memory
@@ -37,6 +37,7 @@ from run import PORTRAITS_MARKER as MARKER
 from run import REPO, Row, at_most, facecli_command, markdown_table, replace_section, run_benches, section
 
 from facecli import media
+from facecli.errors import FacecliError
 from facecli.lipsync import score_lip_sync
 from facecli.motion import generate_motion
 from facecli.speech import analyse_speech
@@ -126,6 +127,7 @@ def bench_speed(folder: Path) -> list[Row]:
     print(f"  one cold command (Python start, imports, models, the 3 s clip 0880, phone recognition): {cold:.3f} s/s",
           flush=True)
     rows.append(Row("animate 0880, one cold `facecli animate` call: s per s", f"{cold:.2f}"))
+    rows.append(identity_similarity(PORTRAIT, folder / "cold.mp4", "animate"))
     return rows
 
 
@@ -188,11 +190,28 @@ def bench_reenact(folder: Path) -> list[Row]:
           ", ".join(f"{k} r {v:.2f}" for k, v in scores.items() if k != "frames"), flush=True)
     targets = {"mouth": 0.8, "eyes": 0.7, "yaw": 0.8, "pitch": 0.8}
     return [
+        identity_similarity(PORTRAIT, folder / "re.mp4", "reenact"),
         Row("reenact: frames/s end to end, 512 x 512", f"{fps:.1f}", ">= 50", "PASS" if fps >= 50 else "MISS"),
         Row("reenact: time / landmarks of the driver alone", f"{took / baseline:.2f}"),
         *[Row(f"reenact: r with the driver, {k}", f"{scores[k]:.2f}", f">= {t}", "PASS" if scores[k] >= t else "MISS")
           for k, t in targets.items()],
     ]
+
+
+def identity_similarity(portrait: Path, video: Path, name: str) -> Row:
+    """CSIM: the cosine similarity of ArcFace identity vectors (``detect --embed``) of the
+    portrait and of the video's longest track; needs the buffalo_l weights (docs/backends.md)."""
+    try:
+        still, moving = facecli.detect(portrait, embed=True), facecli.detect(video, embed=True)
+    except FacecliError as exc:
+        print(f"  {name} CSIM: skipped ({exc})", flush=True)
+        return Row(f"{name}: identity similarity (CSIM, ArcFace)", "no weights here")
+    ids, counts = np.unique(moving.face_id, return_counts=True)
+    track = moving.embedding[moving.face_id == ids[np.argmax(counts)]][0]
+    reference = still.embedding[int(np.argmax(still.score))]
+    csim = float(track @ reference / (np.linalg.norm(track) * np.linalg.norm(reference)))
+    print(f"  {name} CSIM {csim:.3f}", flush=True)
+    return Row(f"{name}: identity similarity (CSIM, ArcFace)", f"{csim:.3f}")
 
 
 def write_docs(rows: list[Row], about: str) -> None:
