@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python benchmarks/stabilize_bench.py
 	$(BIN)/python benchmarks/reconstruct_bench.py
 	$(BIN)/python benchmarks/classify_bench.py
+	$(BIN)/python benchmarks/diffusion_bench.py
+	$(BIN)/python benchmarks/ray_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

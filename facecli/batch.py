@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import formats, media
 from .errors import FacecliError, UsageError
@@ -174,12 +174,47 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None, verbose: bo
     return result
 
 
+class Executor(Protocol):
+    """Where a batch's jobs run: each job's FileResult goes to ``record`` as it finishes, and
+    frames processed to ``on_frames``. The local process pool and Ray (facecli.executors) are two."""
+
+    def run(self, jobs: list[Job], record: Callable[[FileResult], None],
+            on_frames: Callable[[int], None] | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """This machine: one job after the other, or ``workers`` processes in parallel."""
+
+    workers: int = 1
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UsageError("--workers must be >= 1")
+
+    def run(self, jobs: list[Job], record: Callable[[FileResult], None],
+            on_frames: Callable[[int], None] | None) -> None:
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                record(run_job(job, on_frames, self.verbose))
+        else:
+            _run_pool(jobs, min(self.workers, len(jobs)), self.verbose, record, on_frames)
+
+
+def worker_died(job: Job, times: str = "") -> FileResult:
+    """The result of a job whose worker process died under it."""
+    return FileResult(str(job.source), str(job.output), "failed",
+                      f"{job.source}: the worker processing it died{times} (out of memory, a crash in a native "
+                      "library or a lost machine); run it alone with -v")
+
+
 def run_batch(jobs: list[Job], workers: int = 1, overwrite: bool = False, verbose: bool = False,
               on_result: Callable[[FileResult], None] | None = None,
-              on_frames: Callable[[int], None] | None = None) -> BatchSummary:
-    """Run every job (skipping complete outputs unless ``overwrite``), in parallel if ``workers`` > 1."""
-    if workers < 1:
-        raise UsageError("--workers must be >= 1")
+              on_frames: Callable[[int], None] | None = None, executor: Executor | None = None) -> BatchSummary:
+    """Run every job (skipping complete outputs unless ``overwrite``) on ``executor``, by default
+    this machine with ``workers`` processes."""
+    executor = executor or LocalExecutor(workers, verbose)
     summary = BatchSummary()
 
     def record(result: FileResult) -> None:
@@ -193,11 +228,8 @@ def run_batch(jobs: list[Job], workers: int = 1, overwrite: bool = False, verbos
             record(FileResult(str(job.source), str(job.output), "skipped", "output is complete (--overwrite to redo)"))
         else:
             todo.append(job)
-    if workers == 1 or len(todo) <= 1:
-        for job in todo:
-            record(run_job(job, on_frames, verbose))
-        return summary
-    _run_pool(todo, min(workers, len(todo)), verbose, record, on_frames)
+    if todo:
+        executor.run(todo, record, on_frames)
     return summary
 
 
@@ -214,9 +246,7 @@ def _run_pool(jobs: list[Job], workers: int, verbose: bool, record: Callable[[Fi
         # alone, so only the one that really kills its worker fails.
         for job in suspects:
             if _pool_pass(deque([job]), 1, context, queue, verbose, record, on_frames):
-                record(FileResult(str(job.source), str(job.output), "failed",
-                                  f"{job.source}: the worker processing it died (out of memory or a crash in a "
-                                  "native library); run it alone with -v"))
+                record(worker_died(job))
 
 
 def _pool_pass(todo: deque[Job], workers: int, context: Any, queue: Any, verbose: bool,

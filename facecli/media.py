@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import functools
 import os
 import queue
@@ -38,6 +39,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 PROBE_TIMEOUT_S = 60
 STDERR_TAIL_LINES = 20
 STAMP_TIMEOUT_S = 10.0
+SEEK_BACK_S = 2.0  # a segment's seek lands this far before its first frame, for ffmpeg's seek to land in time
 
 # Substrings (lower case) of ffmpeg log lines that mean the input is damaged.
 _DECODE_ERROR_MARKERS = (
@@ -433,12 +435,15 @@ def _read_exact(stream: IO[bytes], buf: memoryview) -> int:
     return got
 
 
-def _decode_cmd(path: Path) -> list[str]:
+def _decode_cmd(path: Path, seek_s: float = 0.0) -> list[str]:
     # ffmpeg autorotates by default, so frames come out at probe()'s rotated size.
     # -fps_mode passthrough keeps every decoded frame and its own pts (no dup/drop to a fixed rate).
+    # A seek keeps the file's own timestamps, counted from its start as a full decode counts
+    # them (-copyts -start_at_zero): a frame's time, and from it its index, stay the same.
+    seek = ["-ss", f"{seek_s:.6f}", "-copyts", "-start_at_zero"] if seek_s > 0 else []
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats",
-        "-i", _ffmpeg_input(path),
+        *seek, "-i", _ffmpeg_input(path),
         "-map", "0:v:0", "-vf", "showinfo", "-fps_mode", "passthrough",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip
@@ -458,7 +463,65 @@ def iter_frames(path: str | Path, info: MediaInfo | None = None, stride: int = 1
     if info.kind == "image":
         return iter([Frame(0, 0.0, read_image(path))])
     _check_pixels("video", info.width, info.height, path)
+    segment = _SEGMENT.get()
+    if segment is not None and segment.path == path.resolve():
+        if stride != 1:
+            raise ValueError("a segment is decoded with stride 1")
+        return _iter_segment(path, info, segment)
     return _iter_video(path, info, stride)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    path: Path  # resolved
+    start: int
+    stop: int | None
+
+
+_SEGMENT: contextvars.ContextVar[_Segment | None] = contextvars.ContextVar("facecli_media_segment", default=None)
+
+
+@contextlib.contextmanager
+def only_frames(path: str | Path, start: int, stop: int | None = None) -> Iterator[None]:
+    """Inside the block, :func:`iter_frames` of this video yields only frames ``start`` to
+    ``stop - 1`` (None: to the end), numbered as in the whole file.
+
+    This is how a chunked batch runs an unchanged stage on one stretch of a long video. It seeks
+    instead of decoding what comes before, and numbers frames by their time since the first
+    frame's: that needs evenly spaced frames, else the iterator raises InputError.
+    """
+    token = _SEGMENT.set(_Segment(Path(path).resolve(), start, stop))
+    try:
+        yield
+    finally:
+        _SEGMENT.reset(token)
+
+
+def _iter_segment(path: Path, info: MediaInfo, segment: _Segment) -> Iterator[Frame]:
+    with contextlib.closing(_frames_from(path, info, segment.start)) as frames:
+        for frame in frames:
+            if segment.stop is not None and frame.index >= segment.stop:
+                return
+            if frame.index >= segment.start:
+                yield frame
+
+
+def _frames_from(path: Path, info: MediaInfo, start: int) -> Iterator[Frame]:
+    """Frames from ``start`` or a little before, numbered by their time since the first frame's:
+    by a seek ``SEEK_BACK_S`` before it or, where that lands too late (MPEG-TS seeks by estimate),
+    by decoding from the start."""
+    with contextlib.closing(_iter_video(path, info, 1)) as head:
+        first_s = next(head).timestamp_s
+    seek_s = first_s + start / info.fps - SEEK_BACK_S
+    if seek_s > 0:
+        frames = _iter_video(path, info, 1, seek_s, first_s)
+        with contextlib.closing(frames):
+            first = next(frames, None)
+            if first is not None and first.index <= start:
+                yield first
+                yield from frames
+                return
+    yield from _iter_video(path, info, 1, 0.0, first_s)
 
 
 _LIVE_FFMPEG: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
@@ -499,33 +562,45 @@ def ffmpeg_output(cmd: list[str], on_line: Callable[[str], bool] | None = None,
         proc.stderr.close()
 
 
-def _iter_video(path: Path, info: MediaInfo, stride: int) -> Iterator[Frame]:
+def _iter_video(path: Path, info: MediaInfo, stride: int, seek_s: float = 0.0,
+                first_s: float | None = None) -> Iterator[Frame]:
     # The timestamp queue stays short: ffmpeg logs a frame just before writing it and then
     # stalls on the stdout pipe until we read it, so it is never far ahead of us.
     log = _DecodeLog(queue.Queue())
-    with ffmpeg_output(_decode_cmd(path), log.on_line) as (proc, pump):
-        decoded = yield from _stream_frames(proc.stdout, log, info, stride, path)
+    with ffmpeg_output(_decode_cmd(path, seek_s), log.on_line) as (proc, pump):
+        decoded, skipped = yield from _stream_frames(proc.stdout, log, info, stride, path, first_s)
         proc.wait()
         pump.join()
-        _check_decode_end(path, info, log, pump.tail, proc.returncode, decoded)
+        _check_decode_end(path, info, log, pump.tail, proc.returncode, decoded, skipped)
+
+
+def _frame_number(pts: float | None, first_s: float, fps: float, path: Path) -> int:
+    """A frame's index in the whole file from its time (evenly spaced frames only)."""
+    position = None if pts is None else (pts - first_s) * fps
+    if position is None or abs(position - round(position)) > 0.1:
+        raise InputError("cannot number frames by their time: they are not evenly spaced (variable frame "
+                         "rate or missing timestamps); decode the whole file instead", path)
+    return round(position)
 
 
 def _stream_frames(
-    stdout: IO[bytes], log: _DecodeLog, info: MediaInfo, stride: int, path: Path
-) -> Generator[Frame, None, int]:
-    """Yield frames read from ffmpeg's stdout; return how many were decoded in all."""
+    stdout: IO[bytes], log: _DecodeLog, info: MediaInfo, stride: int, path: Path, first_s: float | None = None,
+) -> Generator[Frame, None, tuple[int, int]]:
+    """Yield frames read from ffmpeg's stdout; return how many frames the file has up to the
+    last one decoded, and how many came before the first (a seek's; with ``first_s``, the time
+    of the file's first frame, frames are numbered by their time)."""
     width, height = info.width, info.height
     # rgb24 from ffmpeg, which honours the stream's colour matrix (BT.709 for HD); OpenCV's
     # YUV conversion knows only BT.601 and shifted HD colours by up to 18 levels.
     frame_bytes = width * height * 3
     scratch = np.empty((height, width, 3), np.uint8)  # reused for frames skipped by stride
     stamps_done = False
-    index = 0
+    index = skipped = 0
     while True:
         image = np.empty_like(scratch) if index % stride == 0 else scratch
         got = _read_exact(stdout, memoryview(image).cast("B"))
         if got == 0:
-            return index
+            return index, skipped
         if got < frame_bytes:
             raise InputError(f"truncated video: frame {index} was cut short; re-download or re-encode it", path)
         stamp = None if stamps_done else log.next_stamp()
@@ -536,22 +611,33 @@ def _stream_frames(
                 "re-encode it to one frame size",
                 path,
             )
+        pts = stamp[0] if stamp and stamp[0] is not None else None
+        if first_s is not None:
+            number = _frame_number(pts, first_s, info.fps, path)
+            if index and number != index:
+                raise InputError(f"frame {number} follows frame {index - 1}: frames are missing or not evenly "
+                                 "spaced; decode the whole file instead", path)
+            skipped = skipped if index else number
+            index = number
         if index % stride == 0:
-            pts = stamp[0] if stamp and stamp[0] is not None else None
             yield Frame(index, pts if pts is not None else index / (info.fps or 1.0), image)
         index += 1
 
 
 def _check_decode_end(
-    path: Path, info: MediaInfo, log: _DecodeLog, tail: deque[str], returncode: int, decoded: int
+    path: Path, info: MediaInfo, log: _DecodeLog, tail: deque[str], returncode: int, decoded: int, skipped: int = 0
 ) -> None:
-    """Raise InputError when ffmpeg failed, decoded nothing, or stopped early because of damage."""
+    """Raise InputError when ffmpeg failed, decoded nothing, or stopped early because of damage.
+
+    ``decoded`` counts the file's frames up to the last one decoded; ``skipped`` those a seek
+    passed over (the log counts from the seek).
+    """
     expected = info.frame_count
     decoded_s = decoded / info.fps if info.fps else info.duration_s
     stopped_early = decoded < 0.9 * expected or decoded_s < info.duration_s - 1.0
     # Damage in the last second of decoding plus missing frames: the file was cut off
     # (the header estimate of a cut file already shrinks, so the 90% rule alone misses it).
-    errors_at_end = log.last_error_frame >= decoded - max(2.0, info.fps) and decoded < expected - 1
+    errors_at_end = log.last_error_frame + skipped >= decoded - max(2.0, info.fps) and decoded < expected - 1
     if log.first_error and (returncode != 0 or decoded == 0 or stopped_early or errors_at_end):
         raise InputError(
             f"truncated or corrupt video: decoding stopped at frame {decoded} of ~{expected} ({log.first_error}); "

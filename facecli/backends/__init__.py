@@ -65,6 +65,9 @@ class LandmarkSession(abc.ABC):
     def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
         """(478, 3) px landmarks of the face inside the square ``roi_xywh``, or None if none is there."""
 
+    def reset(self) -> None:  # noqa: B027 - sessions without state have nothing to forget
+        """Forget the last face: the session is reused for another track."""
+
     def close(self) -> None:  # noqa: B027 - most sessions hold nothing to release
         pass
 

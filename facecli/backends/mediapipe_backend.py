@@ -195,6 +195,12 @@ class FaceMeshSession(LandmarkSession):
         points[:, 1] += y0
         return points
 
+    def reset(self) -> None:
+        # A blank image loses the tracked face: the next fit starts from its region of interest
+        # alone, as a new session would, not from where the last track's face was.
+        with quiet_native_logs():
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+
     def close(self) -> None:
         self._mesh.close()
 

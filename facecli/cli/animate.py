@@ -2,22 +2,84 @@
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from .. import diffusion
+from ..backends import models as model_files
 from ..batch import Job
 from ..errors import UsageError
 from ..motion import EXPRESSIONS
 from ..stages.animate import AnimateOptions, animate_file, motion_path
 from . import common, pairs
+from .models import ModelDir
 
 Expression = Enum("Expression", {name: name for name in EXPRESSIONS}, type=str)  # type: ignore[misc]
+Renderer = Enum("Renderer", {name: name for name in diffusion.RENDERERS}, type=str)  # type: ignore[misc]
+ControlStyle = Enum("ControlStyle", {name: name for name in diffusion.CONTROL_STYLES}, type=str)  # type: ignore[misc]
+
+# The diffusers renderer's options (animate and reenact): None where not given, so that one
+# given without --renderer diffusers is an error rather than silently ignored.
+_DIFFUSION_OPTIONS: dict[str, Any] = {
+    "strength": Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, show_default=False,
+        help="--renderer diffusers: how far the face may move from the geometric frame (img2img strength; "
+             "default 0.3).")],
+    "steps": Annotated[Optional[int], typer.Option(
+        min=1, show_default=False, help="--renderer diffusers: schedule steps; strength x steps of them run "
+                                        "(default 20).")],
+    "device": Annotated[Optional[str], typer.Option(
+        show_default=False, help="--renderer diffusers: auto (CUDA in fp16 where present, else the CPU), cpu, "
+                                 "cuda or cuda:N (default auto).")],
+    "control_style": Annotated[Optional[ControlStyle], typer.Option(
+        show_default=False, help="--renderer diffusers: how the mesh is drawn for the ControlNet, as it was "
+        "trained: " + "; ".join(f"{k}: {v}" for k, v in diffusion.CONTROL_STYLES.items())
+        + " (default mediapipe_face; its weights: <model folder>/diffusion/controlnet-STYLE).")],
+    "refine_every": Annotated[Optional[int], typer.Option(
+        min=1, show_default=False, help="--renderer diffusers: refine every Nth frame; the frames between carry "
+                                        "its refinement along the mesh's motion (default 1).")],
+}
+_RENDERER_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "renderer": (Annotated[Renderer, typer.Option(
+        help="geometric (the mesh warp, fast on a CPU) or diffusers (the face refined by your Stable Diffusion "
+             "1.5 + ControlNet weights; docs/backends.md).")], Renderer.geometric),
+    **{name: (annotation, None) for name, annotation in _DIFFUSION_OPTIONS.items()},
+    "model_dir": (ModelDir, None),
+}
+
+
+def renderer_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the renderer's options (before its ``**shared``, where they arrive)."""
+    signature = inspect.signature(func, eval_str=True)
+    params = list(signature.parameters.values())
+    params[-1:-1] = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                     for name, (annotation, default) in _RENDERER_OPTIONS.items()]
+    func.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return func
+
+
+def diffusion_options(values: dict[str, Any]) -> diffusion.DiffusionOptions | None:
+    """The diffusers renderer's settings (None: the geometric renderer), checked before any file:
+    weights missing or no CUDA for --device cuda is one line and exit 2."""
+    model_files.use_model_dir(values["model_dir"])
+    given = {name: values[name] for name in _DIFFUSION_OPTIONS if values[name] is not None}
+    if Renderer(values["renderer"]) is Renderer.geometric:
+        if given:
+            raise UsageError(f"--{next(iter(given)).replace('_', '-')} needs --renderer diffusers")
+        return None
+    if "control_style" in given:
+        given["control_style"] = ControlStyle(given["control_style"]).value
+    options = diffusion.DiffusionOptions(seed=values["seed"], **given)
+    diffusion.require(options)
+    return options
 
 
 @common.batch_command
+@renderer_options
 def animate(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -35,7 +97,8 @@ def animate(
     head_motion: Annotated[float, typer.Option(min=0.0, max=3.0, help="Scale of head motion; 0 keeps the "
                                                "head still.")] = 1.0,
     blink_rate: Annotated[float, typer.Option(min=0.0, max=60.0, help="Blinks per minute.")] = 17.0,
-    seed: Annotated[int, typer.Option(help="Seed of the random parts of head motion, blinks and gaze.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random parts of head motion, blinks and gaze (and of "
+                                      "--renderer diffusers' noise).")] = 0,
     fps: Annotated[float, typer.Option(min=1.0, max=120.0, help="Frames per second of the video.")] = 25.0,
     crop: Annotated[bool, typer.Option(help="Crop a square around the face (--size) instead of the "
                                        "portrait's own size.")] = False,
@@ -61,6 +124,7 @@ def animate(
     settings = {k: values[k] for k in ("fps", "intensity", "head_motion", "blink_rate", "seed", "crop", "size",
                                        "face_id", "motion_only", "livelink")}
     settings["expression"] = Expression(values["expression"]).value
+    settings["diffusion"] = diffusion_options(values)
     if values["jobs"]:
         pairs.refuse_with_jobs(values, ("paths", "output", "transcript", "transcript_file"))
         rows = pairs.job_rows(values["jobs"], ("portrait", "audio", "output", "transcript"))

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .. import backends, formats, media
 from ..atomic import atomic_output
-from ..batch import BatchSummary, FileResult, Job, expand_inputs, run_batch
+from ..batch import BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
 from ..errors import UsageError
 
 console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
@@ -27,6 +27,11 @@ console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wra
 class FileFormat(str, Enum):
     parquet = "parquet"
     csv = "csv"
+
+
+class ExecutorKind(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 Inputs = Annotated[list[str], typer.Argument(help="Media files, folders, stage files, or - to read paths from stdin.",
@@ -38,21 +43,38 @@ Preview = Annotated[Optional[Path], typer.Option(
     "--preview", help="Draw the result: a .png/.mp4 path for one input, else a folder.")]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look into sub-folders of folder inputs.")]
 Glob = Annotated[Optional[str], typer.Option("--glob", help="Which files of folder inputs, e.g. '*.mp4'.")]
-Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Files processed in parallel.")]
+Workers = Annotated[Optional[int], typer.Option(
+    "--workers", "-j", min=1, show_default=False,
+    help="Files processed in parallel (default: 1; with --executor ray, what the cluster's CPUs allow).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo files whose output is already complete.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary table.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Tracebacks for internal errors.")]
 Report = Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report of every file here.",
                                                 dir_okay=False)]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary to stdout.")]
+ExecutorOption = Annotated[ExecutorKind, typer.Option(
+    "--executor", help="local: processes on this machine; ray: one Ray task per file, on a cluster or here "
+    "(pip install 'facecli[ray]'; docs/scaling.md).")]
+Address = Annotated[Optional[str], typer.Option(
+    "--address", show_default=False, help="Ray: the cluster, 'auto' (one started here with `ray start`) or "
+    "ray://HOST:10001 (default: start Ray on this machine).")]
+CpusPerTask = Annotated[Optional[int], typer.Option(
+    "--cpus-per-task", min=1, show_default=False, help="Ray: cores each file's task reserves and its thread "
+    "pools use (default: 1).")]
+Retries = Annotated[Optional[int], typer.Option(
+    "--retries", min=0, show_default=False, help="Ray: reruns of a file whose worker died (default: 3).")]
+ChunkSeconds = Annotated[Optional[float], typer.Option(
+    "--chunk-seconds", min=1.0, show_default=False, help="Ray, detect and landmarks: split each video longer than "
+    "twice this into parts that start at shot cuts, processed in parallel and merged into one file.")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="YAML file with the same keys as the options; "
                                                 "options given on the command line win.", dir_okay=False)]
 
 
 _SHARED_OPTIONS = {  # name: (annotation, default) of the options every batch command takes
-    "recursive": (Recursive, False), "glob": (Glob, None), "workers": (Workers, 1), "overwrite": (Overwrite, False),
+    "recursive": (Recursive, False), "glob": (Glob, None), "workers": (Workers, None), "overwrite": (Overwrite, False),
     "quiet": (Quiet, False), "verbose": (Verbose, False), "report": (Report, None), "json": (JsonOut, False),
-    "config": (Config, None),
+    "executor": (ExecutorOption, ExecutorKind.local), "address": (Address, None), "cpus_per_task": (CpusPerTask, None),
+    "retries": (Retries, None), "chunk_seconds": (ChunkSeconds, None), "config": (Config, None),
 }
 
 
@@ -81,12 +103,17 @@ class BatchOptions:
     preview: Path | None
     recursive: bool
     glob: str | None
-    workers: int
+    workers: int | None
     overwrite: bool
     quiet: bool
     verbose: bool
     report: Path | None
     json: bool
+    executor: ExecutorKind
+    address: str | None
+    cpus_per_task: int | None
+    retries: int | None
+    chunk_seconds: float | None
 
 
 def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -185,11 +212,27 @@ def _safe_media(media_of: Callable[[Path], Path], source: Path) -> Path:
         return source
 
 
+def make_executor(opts: BatchOptions) -> Executor:
+    """Where the batch runs: this machine's processes, or Ray tasks (facecli.executors)."""
+    ray_options = {"address": opts.address, "cpus_per_task": opts.cpus_per_task, "retries": opts.retries,
+                   "chunk_seconds": opts.chunk_seconds}
+    given = {name: value for name, value in ray_options.items() if value is not None}
+    if opts.executor is ExecutorKind.local:
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{names} only apply with --executor ray")
+        return LocalExecutor(opts.workers or 1, opts.verbose)
+    from ..executors import RayExecutor  # Ray itself is imported only when the batch starts
+
+    return RayExecutor(**given, max_in_flight=opts.workers, verbose=opts.verbose)
+
+
 def execute(opts: BatchOptions, jobs: list[Job]) -> None:
     """Run the batch with progress, print the summary, write the report; exit 0 or 1."""
+    executor = make_executor(opts)
     try:
-        summary = _run_with_progress(opts, jobs) if not (opts.quiet or opts.json) else \
-            run_batch(jobs, opts.workers, opts.overwrite, opts.verbose)
+        summary = _run_with_progress(opts, jobs, executor) if not (opts.quiet or opts.json) else \
+            run_batch(jobs, overwrite=opts.overwrite, executor=executor)
     except KeyboardInterrupt:
         console.print("interrupted: finished outputs are kept, partial ones were removed", markup=False)
         raise typer.Exit(130) from None
@@ -215,7 +258,7 @@ def execute_pairs(values: dict[str, Any], jobs: list[Job]) -> None:
     execute(batch_options(values), jobs)
 
 
-def _run_with_progress(opts: BatchOptions, jobs: list[Job]) -> BatchSummary:
+def _run_with_progress(opts: BatchOptions, jobs: list[Job], executor: Executor) -> BatchSummary:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         files = progress.add_task("files", total=len(jobs))
@@ -227,8 +270,8 @@ def _run_with_progress(opts: BatchOptions, jobs: list[Job]) -> BatchSummary:
             if result.status == "failed":
                 progress.console.print(f"failed: {result.reason}", markup=False, highlight=False)
 
-        return run_batch(jobs, opts.workers, opts.overwrite, opts.verbose, on_result,
-                         lambda n: progress.advance(frames, n))
+        return run_batch(jobs, overwrite=opts.overwrite, on_result=on_result,
+                         on_frames=lambda n: progress.advance(frames, n), executor=executor)
 
 
 def _print_summary(summary: BatchSummary) -> None:

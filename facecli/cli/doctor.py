@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .. import __version__, backends, media
+from .. import __version__, backends, diffusion, media
 from ..backends import models as model_files
 from .common import console
 from .models import ModelDir
@@ -33,6 +33,9 @@ def doctor(model_dir: ModelDir = None) -> None:
     onnx = importlib.util.find_spec("onnxruntime") is not None
     table.add_row("classify --model", "onnx", "[green]yes[/]" if onnx else "[yellow]optional[/]",
                   "onnxruntime" if onnx else escape("pip install 'facecli[onnx]'"), "PATH.onnx + PATH.yaml")
+    for name, reason, where in diffusion.inventory():  # bring-your-own weights: optional too
+        table.add_row("animate, reenact --renderer diffusers", name,
+                      "[yellow]optional[/]" if reason else "[green]yes[/]", escape(reason or "found"), escape(where))
     console.print(table)
     console.print(f"model folder: {model_files.model_dir()} (--model-dir or ${model_files.ENV_VAR}; "
                   "facecli models list)", markup=False, highlight=False)

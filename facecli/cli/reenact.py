@@ -12,9 +12,11 @@ from ..retarget import PARTS
 from ..stages.animate import motion_path
 from ..stages.reenact import LENGTHS, ReenactOptions, reenact_file
 from . import common, pairs
+from .animate import diffusion_options, renderer_options
 
 
 @common.batch_command
+@renderer_options
 def reenact(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(
@@ -41,6 +43,7 @@ def reenact(
     crop: Annotated[bool, typer.Option(help="Crop a square around the face (--size).")] = False,
     size: Annotated[int, typer.Option(min=64, max=4096, help="Side of the --crop output, px (even).")] = 512,
     livelink: Annotated[bool, typer.Option(help="Also write <out>.livelink.csv (Live Link Face layout).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of --renderer diffusers' noise.")] = 0,
     jobs: Annotated[Optional[Path], typer.Option(help="CSV of source,driving,output rows (paths relative to the "
                                                  "CSV's folder).", dir_okay=False, show_default=False)] = None,
     **shared: Any,
@@ -53,6 +56,7 @@ def reenact(
     chosen = tuple(p.strip() for p in values["parts"].split(",") if p.strip())
     settings = {k: values[k] for k in ("expression_scale", "pose_scale", "absolute", "ref_frame", "driving_face_id",
                                        "source_face_id", "length", "crop", "size", "livelink")}
+    settings["diffusion"] = diffusion_options(values)
     if values["jobs"]:
         pairs.refuse_with_jobs(values, ("paths", "output"))
         rows = pairs.job_rows(values["jobs"], ("source", "driving", "output"))

@@ -2,7 +2,8 @@
 
 speech (facecli.speech) -> motion (facecli.motion) -> per frame: the portrait's mesh deformed
 by the motion (facecli.face_rig), the image warped by it (facecli.meshwarp) and the mouth
-interior painted (facecli.mouth) -> H.264 with the speech muxed in. The motion is written
+interior painted (facecli.mouth), the face optionally refined by a diffusion model
+(facecli.diffusion, ``diffusion``) -> H.264 with the speech muxed in. The motion is written
 too (``<out>.motion.parquet``, optionally Live Link Face CSV and Rhubarb mouth cues), so the
 same speech can drive other renderers.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import exchange, formats, media
+from ..diffusion import DiffusionOptions, DiffusionRefiner
 from ..errors import UsageError
 from ..motion import MotionOptions, generate_motion
 from ..portrait import Portrait, PortraitRenderer, check_side, load_portrait
@@ -42,6 +44,7 @@ class AnimateOptions:
     motion_only: bool = False
     livelink: bool = False
     cues: str | None = None  # .json or .tsv path for Rhubarb-style mouth cues
+    diffusion: DiffusionOptions | None = None  # the diffusers renderer; None: the geometric one alone
 
     def __post_init__(self) -> None:
         check_side(self.size)
@@ -64,12 +67,15 @@ def live_link_path(video: Path) -> Path:
 
 
 def render_video(portrait: Portrait, motion: Motion, output: Path, audio: Path, fps: float,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None, diffusion: DiffusionOptions | None = None) -> None:
     renderer = PortraitRenderer(portrait)
+    refiner = DiffusionRefiner(portrait.image, portrait.landmarks_478, diffusion) if diffusion else None
     h, w = portrait.image.shape[:2]
     with media.VideoWriter(output, w, h, fps, audio_from=audio, preset=ENCODER_PRESET) as writer:
         for i in range(len(motion)):
-            writer.write(renderer.render(motion.face_controls[i], motion.head_pose_deg[i], motion.gaze_deg[i]))
+            pose = (motion.face_controls[i], motion.head_pose_deg[i], motion.gaze_deg[i])
+            frame = renderer.render(*pose)
+            writer.write(refiner.refine(frame, renderer.rig.pose(*pose)) if refiner else frame)
             if progress and i % 25 == 24:
                 progress(25)
     if progress and len(motion) % 25:
@@ -106,7 +112,7 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
     cues = Path(options.cues) if options.cues else None
     with all_or_nothing(output, live_link_path(output), motion_path(output), *filter(None, [cues])):
         if not options.motion_only:
-            render_video(portrait, motion, output, audio, options.fps, progress)
+            render_video(portrait, motion, output, audio, options.fps, progress, options.diffusion)
         if options.livelink:
             exchange.write_live_link_csv(motion, live_link_path(output), options.fps)
         if cues:
@@ -123,7 +129,8 @@ def animate(portrait: str | Path, audio: str | Path, output: str | Path, **optio
     """Make ``output`` (an MP4) of ``portrait`` speaking ``audio``; returns the motion it used.
 
     Keyword options are :class:`AnimateOptions`' fields (``transcript``, ``expression``,
-    ``head_motion``, ``seed``, ``crop``, ``size``, ...). Also writes
+    ``head_motion``, ``seed``, ``crop``, ``size``, ``diffusion``: a
+    :class:`facecli.diffusion.DiffusionOptions` for the diffusers renderer, ...). Also writes
     ``<output stem>.motion.parquet`` (and the Live Link CSV / mouth cues when asked).
     """
     output = Path(output)

@@ -61,6 +61,12 @@ class PreviewSink:
             self._writer.__exit__(type(error) if error else None, error, None)
 
 
+def no_face(frames: int, source: Path) -> NoFaceFound:
+    """The error of a file in whose frames no face was found."""
+    return NoFaceFound(f"no face found in {frames} frame(s); check the file, or lower --min-score / --min-size",
+                       source)
+
+
 def run_to_file(
     rows: Iterator[tuple[media.Frame, FaceTable]],
     *,
@@ -95,8 +101,7 @@ def run_to_file(
         if pending:
             writer.write(type(pending[0]).concat(pending))
         if not ids:
-            raise NoFaceFound(f"no face found in {stats.frames} frame(s); check the file, or lower "
-                              "--min-score / --min-size", source)
+            raise no_face(stats.frames, source)
         if sink:  # the preview first: a complete table must not stand without its preview
             sink.close()
             sink = None

@@ -100,6 +100,9 @@ class _MirrorAveraged(LandmarkSession):
         flipped[:, 0] = width - 1 - flipped[:, 0]  # pixel centres: x and width - 1 - x swap
         return (points + flipped) / 2
 
+    def reset(self) -> None:
+        self.session.reset()
+
     def close(self) -> None:
         self.session.close()
 
@@ -112,8 +115,10 @@ class _SessionPool:
         self.mirror_average = mirror_average and not video
 
     def get(self) -> LandmarkSession:
-        if self._free:
-            return self._free.pop()
+        if self._free:  # a reused session starts clean: results must not depend on which track used it
+            session = self._free.pop()
+            session.reset()
+            return session
         session = self.model.open_session(self.video)
         return _MirrorAveraged(session) if self.mirror_average else session
 

@@ -7,8 +7,9 @@ or read from one given as the driving input), so memory does not grow with the v
    ``driving_face_id``), its most neutral frame as the reference (or ``ref_frame``) and its
    open-eye level;
 2. frame by frame: the driver's motion retargeted onto the source (:mod:`facecli.retarget`),
-   rendered by the shared portrait renderer (:mod:`facecli.portrait`) and encoded with the
-   driving video's audio. Frames where the track is missing hold the last motion: a track
+   rendered by the shared portrait renderer (:mod:`facecli.portrait`), the face optionally
+   refined by a diffusion model (:mod:`facecli.diffusion`, ``diffusion``), and encoded with
+   the driving video's audio. Frames where the track is missing hold the last motion: a track
    that ends (a cut, a lost face) is never continued with another face.
 
 A source video keeps its own head pose frame by frame; expression, mouth and eyes follow
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import exchange, formats, media
+from ..diffusion import DiffusionOptions, DiffusionRefiner
 from ..errors import InputError, NoFaceFound, UsageError
 from ..face_rig import FaceRig
 from ..portrait import Portrait, PortraitRenderer, apply_transform, check_side, crop_transform, even, load_portrait
@@ -52,6 +54,7 @@ class ReenactOptions:
     crop: bool = False
     size: int = 512
     livelink: bool = False
+    diffusion: DiffusionOptions | None = None  # the diffusers renderer; None: the geometric one alone
 
     def __post_init__(self) -> None:
         unknown = set(self.parts) - set(PARTS)
@@ -249,6 +252,7 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
     parts = options.parts if frames.still is not None else tuple(p for p in options.parts if p != "pose")
     renderer: PortraitRenderer | None = None
     retarget: Retargeter | None = None
+    refiner: DiffusionRefiner | None = None
     rows, held, writer = [], None, None
     source_iter = iter(frames)
     try:
@@ -273,7 +277,11 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
                 retarget = Retargeter(renderer.rig, track.reference, track.open_eyes_mm, parts,
                                       options.expression_scale, options.pose_scale, options.absolute)
             moved = retarget.transfer(last)
-            writer.write(renderer.render_face(moved.face_mm, moved.head_pose_deg, moved.lid_closure))
+            frame = renderer.render_face(moved.face_mm, moved.head_pose_deg, moved.lid_closure)
+            if options.diffusion and refiner is None:  # identity: the first source face
+                refiner = DiffusionRefiner(image, points, options.diffusion)
+            writer.write(refiner.refine(frame, renderer.rig.to_image(moved.face_mm, moved.head_pose_deg))
+                         if refiner else frame)
             rows.append(estimate_controls(moved, renderer.rig))
             if progress:
                 progress(1)
@@ -288,7 +296,8 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
 
 def reenact(source: str | Path, driving: str | Path, output: str | Path, **options: Any) -> Motion:
     """Make ``output`` (an MP4) of ``source`` (an image or a video) driven by ``driving`` (a video or
-    its landmarks file); returns the transferred motion. Options: :class:`ReenactOptions`' fields."""
+    its landmarks file); returns the transferred motion. Options: :class:`ReenactOptions`' fields
+    (``diffusion``: a :class:`facecli.diffusion.DiffusionOptions` for the diffusers renderer)."""
     output = Path(output)
     reenact_file(Path(source), output, ReenactOptions(driving=str(driving), **options))
     return formats.read_table(motion_path(output))
