@@ -83,34 +83,45 @@ def run_to_file(
     frame_step: int = 1,
 ) -> FileStats:
     """Stream a stage's (frame, rows) pairs into ``output`` (and ``preview``), atomically."""
-    stats, ids, pending = FileStats(), set(), []
     sink = PreviewSink(preview, info, frame_step) if preview else None
     writer = TableWriter(output, stage_format, make_header(stage_format, backend, settings, source, info, input_path))
     try:
-        for frame, frame_rows in rows:
-            stats.frames += 1
-            pending.append(frame_rows)
-            ids.update(frame_rows.face_id.tolist())
-            if sink:
-                sink.add(draw(frame.image, frame_rows))
-            if len(pending) >= CHUNK_FRAMES:
-                writer.write(type(frame_rows).concat(pending))
-                pending = []
-            if progress:
-                progress(1)
-        if pending:
-            writer.write(type(pending[0]).concat(pending))
-        if not ids:
+        stats = stream_table(rows, writer, sink, draw, progress)
+        if not stats.faces:
             raise no_face(stats.frames, source)
         if sink:  # the preview first: a complete table must not stand without its preview
             sink.close()
             sink = None
-        writer.close(frames_processed=stats.frames, face_ids=len(ids))
+        writer.close(frames_processed=stats.frames, face_ids=stats.faces)
     except BaseException as exc:
         writer.abort(exc)
         if sink:
             sink.close(exc)
         raise
+    return stats
+
+
+def stream_table(pairs: Iterator[tuple[media.Frame | None, FaceTable]], writer: TableWriter,
+                 sink: PreviewSink | None, draw: Callable[[np.ndarray, Any], np.ndarray] | None,
+                 progress: ProgressCallback | None = None) -> FileStats:
+    """Rows into ``writer`` in chunks of CHUNK_FRAMES frames (memory stays bounded), each
+    decoded frame drawn into ``sink``. Closes nothing: the caller finishes or aborts both.
+    Returns the frames decoded (a pair without a frame carries rows only), rows and face ids."""
+    stats, ids, pending = FileStats(), set(), []
+    for frame, rows in pairs:
+        pending.append(rows)
+        ids.update(rows.face_id.tolist())
+        if frame is not None:
+            stats.frames += 1
+            if sink:
+                sink.add(draw(frame.image, rows))
+            if progress:
+                progress(1)
+        if len(pending) >= CHUNK_FRAMES:
+            writer.write(type(rows).concat(pending))
+            pending = []
+    if pending:
+        writer.write(type(pending[0]).concat(pending))
     stats.rows, stats.faces = writer.rows, len(ids)
     return stats
 

@@ -26,7 +26,7 @@ from ..face3d import metric_faces
 from ..facemodel import IBUG68_FROM_MESH
 from ..geometry import camera_matrix
 from ..results import FaceTable, Landmarks
-from .common import CHUNK_FRAMES, FileStats, PreviewSink, ProgressCallback
+from .common import FileStats, PreviewSink, ProgressCallback, stream_table
 from .landmarks import LandmarkOptions, landmarks_file, options_from, resolve_source
 from .tracks import frames_with_rows
 
@@ -200,43 +200,37 @@ def stream_rows(prep: Prepared, output: Path, stage: str, header: dict[str, Any]
                 rows_of: Callable[[media.Frame | None, Landmarks], FaceTable], extras: Extras,
                 want_frames: bool, preview: Path | None = None,
                 draw: Callable[[np.ndarray, Any], np.ndarray] | None = None) -> FileStats:
-    """The second read: rows into ``output`` in chunks of CHUNK_FRAMES frames (bounded memory),
-    frames to the preview, everything to ``extras``; the table is written last."""
-    stats, ids, pending = FileStats(), set(), []
+    """The second read: rows into ``output`` in chunks (bounded memory), frames to the preview,
+    everything to ``extras``; the table is written last."""
     sink = PreviewSink(preview, prep.info) if preview else None
     writer = formats.TableWriter(output, stage, header)
     try:
         frames = frames_with_rows(prep.landmarks_path, prep.media_path, prep.info) if want_frames or preview else \
             ((None, batch) for batch in formats.iter_batches(prep.landmarks_path))
-        for frame, batch in frames:
-            rows = rows_of(frame, batch)
-            pending.append(rows)
-            ids.update(rows.face_id.tolist())
-            extras.add(frame, batch, rows)
-            if frame is not None:
-                stats.frames += 1
-                if sink:
-                    sink.add(draw(frame.image, rows))
-            if len(pending) >= CHUNK_FRAMES:
-                writer.write(type(rows).concat(pending))
-                pending = []
-        if pending:
-            writer.write(type(pending[0]).concat(pending))
+        stats = stream_table(_seen_by(extras, rows_of, frames), writer, sink, draw)
         updates = extras.close()
         if sink:
             sink.close()
             sink = None
             extras.claim(preview)
-        writer.close(face_ids=len(ids), **updates)
+        writer.close(face_ids=stats.faces, **updates)
     except BaseException as exc:
         writer.abort(exc)
         if sink:
             sink.close(exc)
         extras.abort()
         raise
-    stats.rows, stats.faces = writer.rows, len(ids)
     stats.frames = stats.frames or int(prep.info.frame_count or 1)
     return stats
+
+
+def _seen_by(extras: Extras, rows_of: Callable[[media.Frame | None, Landmarks], FaceTable],
+             frames: Iterator[tuple[media.Frame | None, Landmarks]]) -> Iterator[tuple[media.Frame | None, FaceTable]]:
+    """Each frame's stage rows, shown to ``extras`` as they are made."""
+    for frame, batch in frames:
+        rows = rows_of(frame, batch)
+        extras.add(frame, batch, rows)
+        yield frame, rows
 
 
 def table_of(worker: Any, path: str | Path, stage: str, options_type: type, options: dict[str, Any],
