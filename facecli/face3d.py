@@ -19,8 +19,7 @@ from .geometry import rotation_from_euler_xyz, umeyama
 
 def rotation_matrices(rotation_rad: np.ndarray) -> np.ndarray:
     """(N, 3) OpenFace angles -> (N, 3, 3) rotation matrices (R = Rx·Ry·Rz)."""
-    angles = np.asarray(rotation_rad, np.float64).reshape(-1, 3)
-    return np.stack([rotation_from_euler_xyz(a) for a in angles]) if len(angles) else np.zeros((0, 3, 3))
+    return rotation_from_euler_xyz(np.asarray(rotation_rad, np.float64).reshape(-1, 3))
 
 
 def lift_to_camera_mm(landmarks_478_px: np.ndarray, rotation_rad: np.ndarray, translation_mm: np.ndarray,

@@ -113,12 +113,17 @@ def euler_xyz(rot: np.ndarray) -> np.ndarray:
 
 
 def rotation_from_euler_xyz(angles: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_xyz`."""
-    rx, ry, rz = angles
+    """Inverse of :func:`euler_xyz`; (..., 3) angles give (..., 3, 3) matrices."""
+    rx, ry, rz = np.moveaxis(np.asarray(angles, np.float64), -1, 0)
     cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    rot_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    rot_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rot_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    zero, one = np.zeros_like(rx), np.ones_like(rx)
+
+    def matrix(*rows: tuple) -> np.ndarray:
+        return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
+
+    rot_x = matrix((one, zero, zero), (zero, cx, -sx), (zero, sx, cx))
+    rot_y = matrix((cy, zero, sy), (zero, one, zero), (-sy, zero, cy))
+    rot_z = matrix((cz, -sz, zero), (sz, cz, zero), (zero, zero, one))
     return rot_x @ rot_y @ rot_z
 
 
