@@ -102,10 +102,6 @@ class _Run(Extras):
         return {"summary": self.summary.summary()}
 
 
-def segments_path(output: Path) -> Path:
-    return sibling(output, ".segments.csv")
-
-
 SEGMENT_COLUMNS = ("face_id", "expression", "onset_frame", "apex_frame", "offset_frame", "onset_s", "apex_s",
                    "offset_s", "peak", "explanation")
 
