@@ -21,11 +21,11 @@ from run import RECONSTRUCT_MARKER, REPO, Row, markdown_table, replace_section, 
 from stabilize_bench import EXAMPLE, speed_against_landmarks
 
 from facecli import media
-from facecli.geometry import camera_matrix, euler_xyz, rotation_from_euler_xyz
 from facecli.stages.reconstruct import ReconstructOptions, reconstruct, reconstruct_file
 
 sys.path.insert(0, str(REPO))
-from tests.stages.test_reconstruct import KNOWN_POSES_DEG, MIRRORED, _texture, projected_68  # noqa: E402
+from tests.stages.test_reconstruct import (  # noqa: E402
+    KNOWN_POSES_DEG, MIRRORED, _texture, projected_68, render_mean_face)
 
 PORTRAIT = REPO / "examples" / "portrait.png"
 MIN_RATIO = 0.7
@@ -67,18 +67,10 @@ def mirror(folder: Path) -> list[Row]:
 
 def known_poses(folder: Path) -> list[Row]:
     section("known poses: the textured mean face rendered by the preview rasterizer")
-    from facecli.facemodel import mean_face
-    from facecli.mesh_render import closed_triangles, face_uv
-    from facecli.raster import render_textured
-
-    texture, camera = _texture(PORTRAIT), camera_matrix(512, 512)
+    texture = _texture(PORTRAIT)
     errors = []
     for angles in KNOWN_POSES_DEG:
-        vertices = mean_face().vertices_mm @ rotation_from_euler_xyz(np.radians(angles)).T + (0, 0, 500)
-        path = folder / "pose.png"
-        media.write_image(path, render_textured(vertices, closed_triangles(), face_uv(), texture, camera, (512, 512),
-                                                np.full((512, 512, 3), 90, np.uint8)))
-        got = np.degrees(euler_xyz(rotation_from_euler_xyz(reconstruct(path).rotation_rad[0])))
+        got = np.degrees(reconstruct(render_mean_face(texture, angles, folder / "pose.png")).rotation_rad[0])
         errors.append(np.abs(got - angles))
         print(f"  true (rx, ry, rz) {angles}: recovered {np.round(got, 1)}")
     errors = np.array(errors)

@@ -14,7 +14,7 @@ from facecli import media
 from facecli.face3d import project_px, to_camera
 from facecli.face_rig import mouth_aperture_px
 from facecli.facemodel import mean_face
-from facecli.geometry import camera_matrix, euler_xyz, rotation_from_euler_xyz
+from facecli.geometry import camera_matrix, rotation_from_euler_xyz
 from facecli.mesh_render import closed_triangles, face_uv
 from facecli.portrait import PortraitRenderer, load_portrait
 from facecli.raster import render_textured, unwrap_texture
@@ -90,6 +90,15 @@ def _texture(path: Path) -> np.ndarray:
 KNOWN_POSES_DEG = ((0, 0, 0), (0, 20, 0), (0, -20, 0), (10, 0, 0), (-10, 0, 0), (8, 12, 6))  # rx, ry, rz
 
 
+def render_mean_face(texture: np.ndarray, angles_deg, path: Path) -> Path:
+    """The mean face with ``texture``, turned by (rx, ry, rz) degrees 500 mm before a 512 px
+    camera, over grey, drawn by the preview rasterizer into ``path``."""
+    vertices = mean_face().vertices_mm @ rotation_from_euler_xyz(np.radians(angles_deg)).T + (0, 0, 500)
+    media.write_image(path, render_textured(vertices, closed_triangles(), face_uv(), texture, camera_matrix(512, 512),
+                                            (512, 512), np.full((512, 512, 3), 90, np.uint8)))
+    return path
+
+
 @pytest.mark.parametrize("portrait", [ASTRONAUT, GRACE_HOPPER], ids=["astronaut", "hopper"])
 def test_known_poses_are_recovered(portrait, tmp_path):
     """The mean face, textured with a real face, rendered at known poses by the preview
@@ -98,15 +107,10 @@ def test_known_poses_are_recovered(portrait, tmp_path):
     issue's target is 2 deg: MediaPipe's landmarks on these renders lean towards a frontal
     face, and PnP on them inherits that (docs/reconstruct.md)."""
     texture = _texture(portrait)
-    camera = camera_matrix(512, 512)
-    background = np.full((512, 512, 3), 90, np.uint8)
     recovered = []
     for angles in KNOWN_POSES_DEG:
-        vertices = mean_face().vertices_mm @ rotation_from_euler_xyz(np.radians(angles)).T + (0, 0, 500)
-        path = tmp_path / f"pose_{'_'.join(map(str, angles))}.png"
-        media.write_image(path, render_textured(vertices, closed_triangles(), face_uv(), texture, camera,
-                                                (512, 512), background))
-        recovered.append(np.degrees(euler_xyz(rotation_from_euler_xyz(reconstruct(path).rotation_rad[0]))))
+        path = render_mean_face(texture, angles, tmp_path / f"pose_{'_'.join(map(str, angles))}.png")
+        recovered.append(np.degrees(reconstruct(path).rotation_rad[0]))
     truth = np.array(KNOWN_POSES_DEG, np.float64)
     errors = np.abs(np.array(recovered) - truth)
     assert errors[:, 1].max() <= 5.5 and errors[:, 2].max() <= 2.5 and errors[:, 0].max() <= 7.5
