@@ -30,7 +30,8 @@ def test_the_astronaut_smiles(tmp_path):
     assert table.au_presence[0, facecli.results.AUS.index(12)] == 1
     assert table.valence_arousal[0, 0] > 0.5  # pleasant
     sentence = str(table.explanation[0])
-    assert "AU12 lip corner puller" in sentence and sentence.endswith(f"happiness ({table.expression('happiness')[0]:.2f})")
+    conclusion = f"happiness ({table.expression('happiness')[0]:.2f})"
+    assert "AU12 lip corner puller" in sentence and sentence.endswith(conclusion)
     assert table.header["summary"]["0"]["dominant"] == "happiness"
 
 
