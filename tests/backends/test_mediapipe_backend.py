@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+
 from facecli.backends.mediapipe_backend import tile_origins, tile_sides
 
 
@@ -16,3 +18,21 @@ def test_pyramid_reaches_the_smallest_face_without_gaps() -> None:
     assert sides[-1] * 0.14 <= 40 + 1e-6
     levels = [3840, *sides]
     assert all(0.5 * small >= 0.14 * big - 1e-6 for big, small in zip(levels, levels[1:]))
+
+
+def test_landmark_array_reads_the_wire_bytes_as_protobuf_does() -> None:
+    from mediapipe.framework.formats import landmark_pb2
+
+    from facecli.backends.mediapipe_backend import landmark_array
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(478, 3)).astype(np.float32)
+    plain = landmark_pb2.NormalizedLandmarkList(
+        landmark=[landmark_pb2.NormalizedLandmark(x=x, y=y, z=z) for x, y, z in points])
+    np.testing.assert_array_equal(landmark_array(plain), points.astype(np.float64))
+    # Another layout (a field more, one missing) takes the attribute path and still reads right.
+    plain.landmark[3].visibility = 0.5
+    plain.landmark[7].ClearField("z")
+    expected = points.astype(np.float64)
+    expected[7, 2] = 0.0
+    np.testing.assert_array_equal(landmark_array(plain), expected)
