@@ -56,6 +56,33 @@ def _warm(model: Any) -> Any:
     return model
 
 
+class _Graph:
+    """A legacy ``mp.solutions`` graph (one image in, one list of protos out) called without
+    ``process``, which builds a namedtuple class on every call (a tenth of a face-mesh fit).
+    Uses the internals of the pinned mediapipe==0.10.21, as ``process`` does."""
+
+    def __init__(self, solution: Any, output: str):
+        from mediapipe.python import packet_creator, packet_getter
+        from mediapipe.python._framework_bindings.image_frame import ImageFormat
+
+        self.solution, self.output = _warm(solution), output
+        self._image_packet = functools.partial(packet_creator.create_image, image_format=ImageFormat.SRGB)
+        self._proto_list = packet_getter.get_proto_list
+
+    def __call__(self, image_rgb: np.ndarray) -> list:
+        solution = self.solution
+        solution._graph_outputs.clear()
+        solution._simulated_timestamp += 33333  # as process() does: a 30 fps clock
+        packet = self._image_packet(np.ascontiguousarray(image_rgb)).at(solution._simulated_timestamp)
+        solution._graph.add_packet_to_input_stream(stream="image", packet=packet)
+        solution._graph.wait_until_idle()
+        found = solution._graph_outputs.get(self.output)
+        return [] if found is None or found.is_empty() else self._proto_list(found)
+
+    def close(self) -> None:
+        self.solution.close()
+
+
 def _mediapipe_problem() -> str | None:
     try:
         _solutions().face_mesh  # noqa: B018 - the legacy API is what ships the models
@@ -99,8 +126,11 @@ class BlazeFaceDetector(Detector):
         sol = _solutions()
         self.min_score, self.min_size, self.max_faces = float(min_score), float(min_size), int(max_faces)
         with quiet_native_logs():
-            self._short = _warm(sol.face_detection.FaceDetection(model_selection=0, min_detection_confidence=self.min_score))
-            self._full = _warm(sol.face_detection.FaceDetection(model_selection=1, min_detection_confidence=self.min_score))
+            self._short, self._full = (
+                _Graph(sol.face_detection.FaceDetection(model_selection=model, min_detection_confidence=self.min_score),
+                       "detections")
+                for model in (0, 1)  # short range, full range
+            )
 
     @classmethod
     def problem(cls) -> str | None:
@@ -135,12 +165,12 @@ class BlazeFaceDetector(Detector):
         For a tile (``frame_size`` given), faces cut by an inner tile edge are dropped: the
         overlapping neighbour sees them whole.
         """
-        result = model.process(image)
-        if not result.detections:
+        detections = model(image)
+        if not detections:
             return FrameDetections.empty()
         th, tw = image.shape[:2]
         boxes, scores, keypoints = [], [], []
-        for det in result.detections:
+        for det in detections:
             rb = det.location_data.relative_bounding_box
             box = np.array([rb.xmin * tw, rb.ymin * th, rb.width * tw, rb.height * th])
             if frame_size is not None and _touches_inner_edge(box, x0, y0, tw, th, frame_size):
@@ -195,15 +225,10 @@ class FaceMeshSession(LandmarkSession):
     def __init__(self, video: bool, crop_px: int):
         self.crop_px = crop_px
         with quiet_native_logs():
-            self._mesh = _warm(_solutions().face_mesh.FaceMesh(
+            self._mesh = _Graph(_solutions().face_mesh.FaceMesh(
                 static_image_mode=not video, max_num_faces=1, refine_landmarks=True,
                 min_detection_confidence=0.5, min_tracking_confidence=0.5,
-            ))
-        from mediapipe.python import packet_creator, packet_getter
-        from mediapipe.python._framework_bindings.image_frame import ImageFormat
-
-        self._image_packet = functools.partial(packet_creator.create_image, image_format=ImageFormat.SRGB)
-        self._proto_list = packet_getter.get_proto_list
+            ), "multi_face_landmarks")
         self._fits = 0
 
     def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
@@ -213,10 +238,10 @@ class FaceMeshSession(LandmarkSession):
         crop = cv2.warpAffine(image_rgb, warp, (self.crop_px, self.crop_px), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
         if self._fits:
-            faces = self._run_graph(crop)
+            faces = self._mesh(crop)
         else:
             with quiet_native_logs():  # it warns about non-square ROIs on first use, from C++
-                faces = self._run_graph(crop)
+                faces = self._mesh(crop)
         self._fits += 1
         if not faces:
             return None
@@ -226,24 +251,11 @@ class FaceMeshSession(LandmarkSession):
         points[:, 1] += y0
         return points
 
-    def _run_graph(self, crop_rgb: np.ndarray) -> list:
-        """The face mesh graph on one image: what ``FaceMesh.process`` does, less its per-call
-        overhead (it builds a namedtuple class per call), through the internals of the pinned
-        mediapipe==0.10.21."""
-        mesh = self._mesh
-        mesh._graph_outputs.clear()
-        mesh._simulated_timestamp += 33333  # as process() does: a 30 fps clock
-        packet = self._image_packet(crop_rgb).at(mesh._simulated_timestamp)
-        mesh._graph.add_packet_to_input_stream(stream="image", packet=packet)
-        mesh._graph.wait_until_idle()
-        faces = mesh._graph_outputs.get("multi_face_landmarks")
-        return [] if faces is None or faces.is_empty() else self._proto_list(faces)
-
     def reset(self) -> None:
         # A blank image loses the tracked face: the next fit starts from its region of interest
         # alone, as a new session would, not from where the last track's face was.
         with quiet_native_logs():
-            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+            self._mesh(np.zeros((64, 64, 3), np.uint8))
 
     def close(self) -> None:
         self._mesh.close()
