@@ -749,8 +749,11 @@ class VideoWriter:
     Odd sizes are padded (one black column/row at the right/bottom) to the even size
     yuv420p needs; no pixel is cropped. With ``audio_from`` naming media that has audio,
     its first audio stream is muxed in as AAC, padded with silence or cut to the video's
-    length. The file appears only when close() succeeds (atomic_output); an exception
-    inside ``with`` leaves neither the file nor a temporary one.
+    length. Given ``frames_expected``, the one encoder process takes the audio too, cut to
+    that many frames; otherwise, or when another count is written, close() adds it in a second
+    ffmpeg run (a quarter second for the 11 s example, on the caller's clock). The file appears
+    only when close() succeeds (atomic_output); an exception inside ``with`` leaves neither
+    the file nor a temporary one.
     """
 
     def __init__(
@@ -762,6 +765,7 @@ class VideoWriter:
         audio_from: Path | None = None,
         crf: int = 18,
         preset: str = "medium",
+        frames_expected: int | None = None,
     ):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"need positive width, height and fps, got {width}x{height} at {fps}")
@@ -770,14 +774,16 @@ class VideoWriter:
         self._audio = Path(audio_from) if audio_from is not None and _has_audio(audio_from) else None
         self._atomic = atomic_output(self.path)
         self._final_tmp = self._atomic.__enter__()
-        # With audio, frames go to a video-only file first; close() muxes the audio cut to
-        # exactly frames/fps (ffmpeg's -shortest overshoots by a buffer's worth).
+        # Audio is cut to exactly frames/fps (ffmpeg's -shortest overshoots by a buffer's worth):
+        # inline when the count is known, else frames go to a video-only file that close() muxes.
+        self._inline_frames = frames_expected if self._audio and frames_expected else None
         self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
         self._frames = 0
         try:
             self._proc = _start_ffmpeg(
-                self._command(self._video_tmp or self._final_tmp, crf, preset), stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                self._command(self._final_tmp if self._inline_frames else self._video_tmp or self._final_tmp,
+                              crf, preset),
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except OSError as exc:
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
@@ -793,7 +799,12 @@ class VideoWriter:
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
             "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
+        if self._inline_frames:
+            cmd += ["-i", _ffmpeg_input(self._audio)]
         cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf, preset), "-pix_fmt", "yuv420p"]
+        if self._inline_frames:  # the audio alone is cut: every frame written stays
+            seconds = f"{self._inline_frames / self.fps:.6f}"
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", f"apad=whole_dur={seconds},atrim=duration={seconds}"]
         return [*cmd, *self._container_args(), f"file:{tmp}"]
 
     def _container_args(self) -> list[str]:
@@ -848,7 +859,10 @@ class VideoWriter:
             error = self._failure()
             self._abort(error)
             raise error
-        if self._video_tmp is not None:
+        if self._inline_frames is not None and self._frames != self._inline_frames:
+            self._final_tmp.replace(self._video_tmp)  # its audio was cut for another count: redo it
+            self._inline_frames = None
+        if self._video_tmp is not None and self._inline_frames is None:
             try:
                 self._mux_audio()
             except OutputError as error:

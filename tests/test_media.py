@@ -13,6 +13,7 @@ from PIL import Image
 
 from facecli import media
 from facecli.errors import InputError, OutputError, UsageError
+from facecli.speech import load_audio
 from tests.conftest import ASTRONAUT, CLIPS, MEGAMIND, ffmpeg
 from tests.conftest import GRACE_HOPPER as HOPPER
 
@@ -293,16 +294,20 @@ def test_early_close_leaves_no_ffmpeg_process():
 # --------------------------------------------------------------------------- writing video
 
 
-def test_video_writer_roundtrip_with_audio(tmp_path):
+@pytest.mark.parametrize("frames_expected", [None, 30, 20, 40], ids=["muxed after", "inline", "more", "fewer"])
+def test_video_writer_roundtrip_with_audio(tmp_path, frames_expected):
     audio = shutil.copy(CLIPS["0870"][0], tmp_path / "speech.wav")
     out = tmp_path / "clip.mp4"
-    with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio) as writer:
+    # A wrong expected count still gives every frame written and audio cut to them.
+    with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio, frames_expected=frames_expected) as writer:
         for k in range(30):
             writer.write(np.full((47, 65, 3), 8 * k, np.uint8))
     info = media.probe(out)
     assert info.has_audio and info.codec == "h264"
     assert (info.width, info.height) == (66, 48)  # padded to even
     assert info.frame_count == 30 and info.duration_s == pytest.approx(1.0, abs=0.05)  # audio cut to the video
+    samples, rate = load_audio(out)
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.07)  # within one AAC frame (64 ms at 16 kHz)
     frames = list(media.iter_frames(out))
     assert len(frames) == 30
     assert abs(int(frames[20].image[10, 10, 1]) - 160) < 6
