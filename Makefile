@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/classify_bench.py
 	$(BIN)/python benchmarks/diffusion_bench.py
 	$(BIN)/python benchmarks/ray_bench.py
+	$(BIN)/python benchmarks/backends_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -749,11 +749,12 @@ class VideoWriter:
     Odd sizes are padded (one black column/row at the right/bottom) to the even size
     yuv420p needs; no pixel is cropped. With ``audio_from`` naming media that has audio,
     its first audio stream is muxed in as AAC, padded with silence or cut to the video's
-    length. Given ``frames_expected``, the one encoder process takes the audio too, cut to
-    that many frames; otherwise, or when another count is written, close() adds it in a second
-    ffmpeg run (a quarter second for the 11 s example, on the caller's clock). The file appears
-    only when close() succeeds (atomic_output); an exception inside ``with`` leaves neither
-    the file nor a temporary one.
+    length. Given ``frames_expected`` (the most frames that will be written: more raise
+    ValueError), the one encoder process takes the audio too, cut to that many frames;
+    otherwise, or when fewer are written, close() adds it in a second ffmpeg run (a quarter
+    second for the 11 s example, on the caller's clock). The file appears only when close()
+    succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
+    temporary one.
     """
 
     def __init__(
@@ -802,9 +803,8 @@ class VideoWriter:
         if self._inline_frames:
             cmd += ["-i", _ffmpeg_input(self._audio)]
         cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf, preset), "-pix_fmt", "yuv420p"]
-        if self._inline_frames:  # the audio alone is cut: every frame written stays
-            seconds = f"{self._inline_frames / self.fps:.6f}"
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", f"apad=whole_dur={seconds},atrim=duration={seconds}"]
+        if self._inline_frames:
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-t", f"{self._inline_frames / self.fps:.6f}"]
         return [*cmd, *self._container_args(), f"file:{tmp}"]
 
     def _container_args(self) -> list[str]:
@@ -828,6 +828,8 @@ class VideoWriter:
         """Append one HxWx3 uint8 RGB frame of the size given at construction."""
         if self._closed:
             raise ValueError("write() after close()")
+        if self._inline_frames is not None and self._frames >= self._inline_frames:
+            raise ValueError(f"more frames than frames_expected={self._inline_frames}")
         _check_frame(rgb, self.width, self.height)
         try:
             self._proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
@@ -859,8 +861,8 @@ class VideoWriter:
             error = self._failure()
             self._abort(error)
             raise error
-        if self._inline_frames is not None and self._frames != self._inline_frames:
-            self._final_tmp.replace(self._video_tmp)  # its audio was cut for another count: redo it
+        if self._inline_frames is not None and self._frames < self._inline_frames:
+            self._final_tmp.replace(self._video_tmp)  # its audio runs past the last frame: redo it
             self._inline_frames = None
         if self._video_tmp is not None and self._inline_frames is None:
             try:

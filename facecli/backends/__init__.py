@@ -84,6 +84,7 @@ _REGISTRY: dict[tuple[str, str], str] = {
     # Optional, with bring-your-own weights (docs/backends.md):
     ("detect", "insightface"): "facecli.backends.insightface_backend:SCRFDDetector",
     ("landmarks", "insightface"): "facecli.backends.insightface_backend:InsightFaceLandmarkModel",
+    ("landmarks", "insightface106"): "facecli.backends.insightface_backend:InsightFace106LandmarkModel",
     ("landmarks", "fan"): "facecli.backends.fan_backend:FANLandmarkModel",
     ("landmarks", "fan3d"): "facecli.backends.fan_backend:FAN3DLandmarkModel",
     ("embed", "insightface"): "facecli.backends.insightface_backend:ArcFaceEmbedder",

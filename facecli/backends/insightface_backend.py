@@ -1,6 +1,6 @@
-"""insightface's ONNX models on onnxruntime's CPU provider: SCRFD detection, 68-point landmarks
-(1k3d68) and ArcFace identity embeddings (w600k_r50), from the buffalo_l pack in the model
-directory (docs/backends.md).
+"""insightface's ONNX models on onnxruntime's CPU provider: SCRFD detection, 68-point 3D
+landmarks (1k3d68), 106-point 2D landmarks (2d106det) and ArcFace identity embeddings
+(w600k_r50), from the buffalo_l pack in the model directory (docs/backends.md).
 
 insightface's own ``model_zoo`` loads each file, so the pre- and post-processing (input scaling,
 SCRFD's anchor decoding and NMS, the landmark crop) are the package's. insightface is imported
@@ -32,6 +32,18 @@ NMS_IOU = 0.4  # insightface's default
 # facecli's landmark crops are squares about twice the face box (landmarks.CROP_FROM_DETECTION);
 # insightface crops 1.5 times the box it is given, so it is given half the square.
 BOX_FROM_ROI = 0.5
+# 2d106det's points in iBUG 300-W's 68-point order: the table published with
+# https://stackoverflow.com/a/67174339 and used unchanged by roop-unleashed's DMDNet plugin and
+# (jaw and brows) LatentSync. 2d106det's layout: contour 0-32 (0 the chin), image-left eye
+# 33-42 (corners 35, 39), brow 43-51, mouth 52-71, nose 72-86, image-right eye 87-96 (corners 89,
+# 93), brow 97-105. Not checked on the real model here: its weights cannot be had offline.
+IBUG68_FROM_2D106 = np.array([
+    1, 10, 12, 14, 16, 3, 5, 7, 0, 23, 21, 19, 32, 30, 28, 26, 17,  # jaw, image left to right
+    43, 48, 49, 51, 50, 102, 103, 104, 105, 101,  # brows, outer to inner, then inner to outer
+    72, 73, 74, 86, 78, 79, 80, 85, 84,  # nose bridge top to tip, nostril base left to right
+    35, 41, 42, 39, 37, 36, 89, 95, 96, 93, 91, 90,  # eyes from the image-left corner, upper lid first
+    52, 64, 63, 71, 67, 68, 61, 58, 59, 53, 56, 55, 65, 66, 62, 70, 69, 57, 60, 54,  # outer then inner lip
+], dtype=np.intp)
 # Mean-face points where BlazeFace's ear tragions sit (the face oval at ear height): SCRFD has
 # five points, and the faces format six, so the ears are the mean face's, posed on the five.
 EAR_TRAGIONS = np.array([234, 454])
@@ -126,27 +138,38 @@ class InsightFaceLandmarkModel(_PackBackend, LandmarkModel):
     """1k3d68.onnx: the 68 iBUG points in 3D, filled into the 478-point layout (sparse68)."""
 
     WEIGHTS = models.INSIGHTFACE_LANDMARKS
+    POINTS = 68
+    TO_IBUG68: np.ndarray | None = None  # the model's points in iBUG order (None: already)
 
     def __init__(self) -> None:
         from insightface.model_zoo import Landmark
 
         self.model = _load(self.WEIGHTS, Landmark)
-        if self.model.lmk_num != 68:
-            raise BackendUnavailable(f"{self.WEIGHTS.name} gives {self.model.lmk_num} points, not the 68 iBUG points; "
+        if self.model.lmk_num != self.POINTS:
+            raise BackendUnavailable(f"{self.WEIGHTS.name} gives {self.model.lmk_num} points, not {self.POINTS}; "
                                      f"get the pack with: {models.download_command(PACK)}")
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.WEIGHTS.name}
 
     def open_session(self, video: bool) -> LandmarkSession:
-        return _LandmarkSession(self.model)
+        return _LandmarkSession(self.model, self.TO_IBUG68)
+
+
+class InsightFace106LandmarkModel(InsightFaceLandmarkModel):
+    """2d106det.onnx: 106 points in 2D; the 68 iBUG points among them (IBUG68_FROM_2D106) are
+    filled into the 478-point layout (sparse68), depth from the mean face."""
+
+    WEIGHTS = models.INSIGHTFACE_LANDMARKS_106
+    POINTS = 106
+    TO_IBUG68 = IBUG68_FROM_2D106
 
 
 class _LandmarkSession(LandmarkSession):
     """Stateless: every frame's crop is placed by the caller (the last fit or a detection)."""
 
-    def __init__(self, model: Any):
-        self.model = model
+    def __init__(self, model: Any, to_ibug68: np.ndarray | None):
+        self.model, self.to_ibug68 = model, to_ibug68
 
     def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
         from insightface.app.common import Face
@@ -158,7 +181,7 @@ class _LandmarkSession(LandmarkSession):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # insightface's own head-pose fit, on numpy's old lstsq
             points = self.model.get(np.ascontiguousarray(image_rgb[..., ::-1]), face)
-        return mesh_from_68(points)
+        return mesh_from_68(points if self.to_ibug68 is None else points[self.to_ibug68])
 
 
 class ArcFaceEmbedder(_PackBackend):

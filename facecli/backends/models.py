@@ -51,6 +51,7 @@ class Pack:
 
 INSIGHTFACE_DETECTOR = Weights(("det_10g.onnx",), "SCRFD-10G face detector")
 INSIGHTFACE_LANDMARKS = Weights(("1k3d68.onnx",), "68-point 3D landmarks")
+INSIGHTFACE_LANDMARKS_106 = Weights(("2d106det.onnx",), "106-point 2D landmarks")
 INSIGHTFACE_EMBEDDING = Weights(("w600k_r50.onnx",), "ArcFace R50 identity embedding (WebFace600K)")
 # face-alignment 1.5 (and 1.0-1.1) ship PyTorch state dicts; 1.4 and 1.2-1.3 TorchScript archives.
 FAN_2D = Weights(("2DFAN4-11f355bf06.pth.tar", "2DFAN4_1.6-c827573f02.zip", "2DFAN4-cd938726ad.zip"),
@@ -62,9 +63,23 @@ FAN_DEPTH = Weights(("depth-2a464da4ea.pth.tar", "depth_1.6-2aa3f18772.zip", "de
 
 PACKS = {
     "buffalo_l": Pack("buffalo_l", "insightface", "insightface", "insightface/models/buffalo_l",
-                      (INSIGHTFACE_DETECTOR, INSIGHTFACE_LANDMARKS, INSIGHTFACE_EMBEDDING)),
+                      (INSIGHTFACE_DETECTOR, INSIGHTFACE_LANDMARKS, INSIGHTFACE_LANDMARKS_106, INSIGHTFACE_EMBEDDING)),
     "fan": Pack("fan", "face_alignment", "fan", "fan/checkpoints", (FAN_2D,)),
     "fan3d": Pack("fan3d", "face_alignment", "fan", "fan/checkpoints", (FAN_3D, FAN_DEPTH)),
+}
+
+# sha256 of the official files. Neither package publishes checksums: these are the values that
+# independent projects pin (Dockerfiles, model registries; buffalo_l.zip's own hash is pinned by
+# ten or more) and, for FAN, agree with the hash prefix in each name. Sources: docs/backends.md.
+PUBLISHED_SHA256 = {
+    "det_10g.onnx": "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+    "1k3d68.onnx": "df5c06b8a0c12e422b2ed8947b8869faa4105387f199c477af038aa01f9a45cc",
+    "2d106det.onnx": "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf",
+    "w600k_r50.onnx": "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+    "2DFAN4-11f355bf06.pth.tar": "11f355bf0693120222f5955ce3f9dc8fb5763ebb30a47d7906e509490d32e4aa",
+    "2DFAN4-cd938726ad.zip": "cd938726adb1f15f361263cce2db9cb820c42585fa8796ec72ce19107f369a46",
+    "3DFAN4-4a694010b9.zip": "4a694010b93140609b64a6ea734afc0ee80a4798394740281b0c5bea0ebef1d9",
+    "depth-6c4283c0e0.zip": "6c4283c0e0c5361854620610c2eba27f46a6ace1bfddb51dcc25264a94b038dc",
 }
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch hub's convention: the sha256's first digits
@@ -122,7 +137,7 @@ class FileStatus:
     pack: str
     weights: Weights
     path: Path | None  # where it was found, or None
-    checksum: str  # "sha256 ..." of a found file, with a word on the name's hash prefix where it has one
+    checksum: str  # "sha256 ..." of a found file, and whether it matches the published one or its name
 
 
 def status(hash_files: bool = True) -> list[FileStatus]:
@@ -135,17 +150,28 @@ def status(hash_files: bool = True) -> list[FileStatus]:
     return rows
 
 
-def _checksum(path: Path) -> str:
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    text = f"sha256 {digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def _agrees(path: Path, sha256: str) -> bool | None:
+    """Whether a file's sha256 is the published one, else the prefix in its name (None: neither known)."""
+    if path.name in PUBLISHED_SHA256:
+        return sha256 == PUBLISHED_SHA256[path.name]
     prefix = _HASH_IN_NAME.search(path.name)
-    if prefix:
-        matches = digest.hexdigest().startswith(prefix.group(1))
-        text += " (matches its name)" if matches else " (DOES NOT match its name)"
-    return text
+    return sha256.startswith(prefix.group(1)) if prefix else None
+
+
+def _checksum(path: Path) -> str:
+    sha256 = _sha256(path)
+    against = "the published one" if path.name in PUBLISHED_SHA256 else "its name"
+    agrees = _agrees(path, sha256)
+    verdict = "" if agrees is None else f" (matches {against})" if agrees else f" (DOES NOT match {against})"
+    return f"sha256 {sha256}{verdict}"
 
 
 def download(name: str) -> Path:
@@ -165,9 +191,15 @@ def download(name: str) -> Path:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise FacecliError(f"could not download {name} ({detail}); copy its files into {folder} by hand "
                            "(see docs/backends.md)") from exc
-    missing = [w.name for w in pack.files if locate(name, w) is None]
+    found = [locate(name, w) for w in pack.files]
+    missing = [w.name for w, path in zip(pack.files, found) if path is None]
     if missing:
         raise FacecliError(f"the {name} download did not contain {', '.join(missing)}; see docs/backends.md", folder)
+    wrong = [path.name for path in found if _agrees(path, _sha256(path)) is False]
+    if wrong:
+        raise FacecliError(f"{', '.join(wrong)} in the {name} download does not match its published sha256 "
+                           "(docs/backends.md); delete it and download again, or copy the official file by hand",
+                           folder)
     return folder
 
 

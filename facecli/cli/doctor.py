@@ -16,7 +16,7 @@ from .common import console
 from .models import ModelDir
 
 # Bring-your-own-weights backends: missing is a choice, not a fault (docs/backends.md).
-OPTIONAL = {"insightface", "fan", "fan3d"}
+OPTIONAL = {"insightface", "insightface106", "fan", "fan3d"}
 
 
 def doctor(model_dir: ModelDir = None) -> None:

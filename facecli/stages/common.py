@@ -51,8 +51,7 @@ class PreviewSink:
             h, w = drawn_rgb.shape[:2]
             audio = self.info.path if self.info.has_audio else None
             fps = (self.info.fps or 25.0) / self.frame_step
-            self._writer = media.VideoWriter(self.path, w, h, fps, audio_from=audio,
-                                             frames_expected=-(-self.info.frame_count // self.frame_step))
+            self._writer = media.VideoWriter(self.path, w, h, fps, audio_from=audio)
         self._writer.write(drawn_rgb)
 
     def close(self, error: BaseException | None = None) -> None:

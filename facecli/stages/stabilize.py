@@ -344,8 +344,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     rows: list[tuple[np.ndarray, int, int, int, int]] = []  # transform, status, shot, face id, source frame
     waiting: deque[tuple[int, int, np.ndarray]] = deque()  # (frame, face id, image) of frames not finished yet
     shot = face = 0
-    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio, preset=ENCODER_PRESET,
-                           frames_expected=info.frame_count) as video_out, \
+    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
+                           preset=ENCODER_PRESET) as video_out, \
             media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)

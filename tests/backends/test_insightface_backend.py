@@ -69,8 +69,9 @@ def test_a_file_of_another_kind_is_refused_in_one_line(buffalo_l: Path) -> None:
     assert "\n" not in str(error.value)
 
 
-def test_the_68_points_land_where_the_model_puts_them(buffalo_l: Path) -> None:
-    session = backends.create("landmarks", "insightface").open_session(video=False)
+@pytest.mark.parametrize("backend", ["insightface", "insightface106"])
+def test_the_68_points_land_where_the_model_puts_them(buffalo_l: Path, backend: str) -> None:
+    session = backends.create("landmarks", backend).open_session(video=False)
     roi = np.array([130.0, 30.0, 200.0, 200.0])
     mesh = session.fit(read_image(ASTRONAUT), roi)
     assert mesh.shape == (478, 3)
@@ -79,12 +80,14 @@ def test_the_68_points_land_where_the_model_puts_them(buffalo_l: Path) -> None:
     np.testing.assert_allclose(mesh[IBUG68_FROM_MESH, :2], expected, atol=0.01)
 
 
-def test_landmarks_end_to_end_fill_the_default_backends_columns(buffalo_l: Path, tmp_path: Path) -> None:
-    marks = facecli.landmarks(ASTRONAUT, backend="insightface", detector="insightface")
-    assert len(marks) == 1 and marks.header["backend"] == "insightface"
-    assert marks.header["settings"]["model"] == {"model": "1k3d68.onnx"}
+@pytest.mark.parametrize(("backend", "weights"), [("insightface", "1k3d68.onnx"), ("insightface106", "2d106det.onnx")])
+def test_landmarks_end_to_end_fill_the_default_backends_columns(buffalo_l: Path, tmp_path: Path, backend: str,
+                                                                 weights: str) -> None:
+    marks = facecli.landmarks(ASTRONAUT, backend=backend, detector="insightface")
+    assert len(marks) == 1 and marks.header["backend"] == backend
+    assert marks.header["settings"]["model"] == {"model": weights}
     assert 0 < marks.confidence[0] <= 1 and np.isfinite(marks.translation_mm).all()
-    result = subprocess.run([sys.executable, "-m", "facecli", "landmarks", str(ASTRONAUT), "--backend", "insightface",
+    result = subprocess.run([sys.executable, "-m", "facecli", "landmarks", str(ASTRONAUT), "--backend", backend,
                              "--detector", "insightface", "--format", "csv", "-o", str(tmp_path), "-q",
                              "--model-dir", str(buffalo_l)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -152,3 +155,20 @@ def test_embed_needs_its_own_file(buffalo_l: Path, tmp_path: Path, monkeypatch, 
     code, out, err = run_cli(monkeypatch, capsys, "detect", str(ASTRONAUT), "--merge-tracks", "-o", str(tmp_path))
     assert code == 2 and err.count("\n") == 1
     assert "embed backend 'insightface' cannot run: missing w600k_r50.onnx" in err
+
+
+def test_the_106_to_68_table_follows_the_2d106_layout() -> None:
+    """Each iBUG group takes its points from the same group of 2d106det's layout, the subject's
+    right side from the image-left half; no point is used twice."""
+    from facecli.backends.insightface_backend import IBUG68_FROM_2D106 as table
+
+    assert len(set(table.tolist())) == 68 and table.min() >= 0 and table.max() < 106
+    groups = {  # iBUG range -> 2d106 indices it may use
+        range(0, 17): range(0, 33), range(17, 22): range(43, 52), range(22, 27): range(97, 106),
+        range(27, 36): range(72, 87), range(36, 42): range(33, 43), range(42, 48): range(87, 97),
+        range(48, 68): range(52, 72),
+    }
+    for ibug, allowed in groups.items():
+        assert all(table[i] in allowed for i in ibug), f"iBUG {ibug} leaves its group"
+    assert table[8] == 0, "the chin"
+    assert {table[36], table[39]} == {35, 39} and {table[42], table[45]} == {89, 93}, "eye corners"

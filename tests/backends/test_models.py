@@ -61,8 +61,13 @@ def test_models_list_shows_found_files_and_checks_hashes_in_names(model_dir: Pat
     rows = {row.weights.name: row for row in models.status()}
     assert rows["2DFAN4-11f355bf06.pth.tar"].path == folder / "2DFAN4-11f355bf06.pth.tar"
     assert rows["2DFAN4-11f355bf06.pth.tar"].checksum == \
-        f"sha256 {hashlib.sha256(b'not the real weights').hexdigest()} (DOES NOT match its name)"
+        f"sha256 {hashlib.sha256(b'not the real weights').hexdigest()} (DOES NOT match the published one)"
     assert rows["det_10g.onnx"].path is None
+    (folder / "2DFAN4-c827573f02.pth.tar").write_bytes(b"x")  # no published sha256: its name's prefix is checked
+    assert models._checksum(folder / "2DFAN4-c827573f02.pth.tar").endswith("(DOES NOT match its name)")
+    monkeypatch.setitem(models.PUBLISHED_SHA256, "2DFAN4-11f355bf06.pth.tar",
+                        hashlib.sha256(b"not the real weights").hexdigest())
+    assert models._checksum(folder / "2DFAN4-11f355bf06.pth.tar").endswith("(matches the published one)")
     code, out, err = run_cli(monkeypatch, capsys, "models", "list")
     assert code == 0 and "missing" in err and str(model_dir) in err
 
@@ -88,11 +93,24 @@ def test_download_uses_insightfaces_downloader_and_says_where(model_dir: Path, m
                                                               tmp_path: Path) -> None:
     storage = pytest.importorskip("insightface.utils.storage")
     monkeypatch.setattr(storage, "download_file", _fake_buffalo_zip)
+    for name in ("det_10g.onnx", "1k3d68.onnx", "2d106det.onnx", "w600k_r50.onnx"):  # the placeholders pass
+        monkeypatch.setitem(models.PUBLISHED_SHA256, name, hashlib.sha256(b"placeholder").hexdigest())
     other = tmp_path / "elsewhere"
     code, out, err = run_cli(monkeypatch, capsys, "models", "download", "buffalo_l", "--model-dir", str(other))
     folder = other / "insightface" / "models" / "buffalo_l"
     assert code == 0 and out.strip() == f"buffalo_l: {folder}"
     assert (folder / "det_10g.onnx").read_bytes() == b"placeholder"
+
+
+def test_a_download_that_is_not_the_published_files_fails_in_one_line(model_dir: Path, monkeypatch) -> None:
+    storage = pytest.importorskip("insightface.utils.storage")
+    monkeypatch.setattr(storage, "download_file", _fake_buffalo_zip)
+    monkeypatch.setitem(models.PUBLISHED_SHA256, "det_10g.onnx", hashlib.sha256(b"placeholder").hexdigest())
+    with pytest.raises(FacecliError) as error:
+        models.download("buffalo_l")
+    message = str(error.value)
+    assert "1k3d68.onnx, 2d106det.onnx, w600k_r50.onnx in the buffalo_l download does not match its published" \
+        in message and "det_10g" not in message and "\n" not in message
 
 
 def test_download_uses_face_alignments_downloader(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,6 +122,7 @@ def test_download_uses_face_alignments_downloader(model_dir: Path, monkeypatch: 
         Path(dst).write_bytes(b"placeholder")
 
     monkeypatch.setattr(utils, "download_url_to_file", fake_fetch)
+    monkeypatch.setattr(models, "_agrees", lambda path, sha256: True)  # placeholders (the check: test above)
     folder = models.download("fan3d")
     assert folder == model_dir / "fan" / "checkpoints" and len(fetched) == 2
     assert models.locate("fan3d", models.FAN_3D) and models.locate("fan3d", models.FAN_DEPTH)

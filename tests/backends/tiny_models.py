@@ -110,6 +110,17 @@ def landmarks_68(path: Path) -> Path:
     return _constant_outputs("data", [1, 3, 192, 192], {"fc1": points.reshape(1, -1)}, path)
 
 
+def landmarks_106(path: Path) -> Path:
+    """2d106det.onnx's signature: input ``data`` (1, 3, 192, 192), output (1, 212) = 106 points
+    x, y in [-1, 1] of the crop; here the mean face's iBUG points where the 106 layout has them
+    (the others at the crop's centre: facecli does not read them)."""
+    from facecli.backends.insightface_backend import IBUG68_FROM_2D106
+
+    points = np.zeros((106, 2), np.float32)
+    points[IBUG68_FROM_2D106] = face_68()[:, :2]
+    return _constant_outputs("data", [1, 3, 192, 192], {"fc1": points.reshape(1, -1)}, path)
+
+
 def arcface(path: Path, seed: int = 0) -> Path:
     """w600k_r50.onnx's signature: input ``input.1`` (N, 3, 112, 112), output (N, 512), here
     a fixed random projection of the crop averaged over 8 px blocks (depends on the face)."""
@@ -125,10 +136,11 @@ def arcface(path: Path, seed: int = 0) -> Path:
 
 
 def buffalo_l(model_dir: Path, confident: bool = True) -> Path:
-    """The three buffalo_l files facecli reads, in their folder under ``model_dir``."""
+    """The four buffalo_l files facecli reads, in their folder under ``model_dir``."""
     folder = model_dir / models.PACKS["buffalo_l"].folder
     scrfd(folder / "det_10g.onnx", confident)
     landmarks_68(folder / "1k3d68.onnx")
+    landmarks_106(folder / "2d106det.onnx")
     arcface(folder / "w600k_r50.onnx")
     return folder
 
