@@ -322,16 +322,24 @@ def _last_line(lines: list[str] | deque[str]) -> str:
 
 def _ffmpeg_header(path: Path) -> tuple[str, list[str]]:
     """Run `ffmpeg -i` (there is no ffprobe in imageio-ffmpeg) and return its stderr and lines."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)]
+    stat = path.stat()
     try:
-        done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+        stderr = _header_text(str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     except subprocess.TimeoutExpired as exc:
         raise InputError(f"ffmpeg needed over {PROBE_TIMEOUT_S} s to read the header; re-encode it", path) from exc
-    stderr = done.stderr.decode("utf-8", errors="replace")
     lines = stderr.splitlines()
     if not any(line.startswith("Input #") for line in lines):
         raise _probe_error(path, stderr)
     return stderr, lines
+
+
+@functools.lru_cache(maxsize=64)
+def _header_text(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """What `ffmpeg -i` says of a file, kept while its size and modification time stay the same:
+    a stage reads a header several times, at about 20 ms a run."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(Path(path))]
+    done = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    return done.stderr.decode("utf-8", errors="replace")
 
 
 def _has_audio_stream(lines: list[str]) -> bool:

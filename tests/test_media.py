@@ -394,3 +394,17 @@ def test_writer_thread_writes_in_order_and_reports_errors():
         with media.WriterThread(lambda frame: None, lambda job: job, depth=1) as writer:
             writer.put(1)
             raise KeyError("caller")
+
+
+def test_a_header_is_read_once_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    clip = shutil.copy(MEGAMIND, tmp_path / "clip.avi")
+    media._header_text.cache_clear()
+    runs = []
+    real_run = media.subprocess.run
+    monkeypatch.setattr(media.subprocess, "run", lambda cmd, **kw: runs.append(cmd) or real_run(cmd, **kw))
+    first, again = media.probe(clip), media.probe(clip)
+    assert first == again and len(runs) == 1
+    with open(clip, "ab") as out:  # the file changes: its header is read again
+        out.write(b"\0" * 16)
+    media.probe(clip)
+    assert len(runs) == 2
