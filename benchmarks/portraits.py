@@ -233,6 +233,12 @@ the Python process while ffmpeg encodes on the other core.
   `facecli animate` process for one short clip: Python start, imports and both models
   (about 1.5 s) included.
 - Lip sync: `facecli.lipsync.score_lip_sync`, the measure the tests assert (see its docstring).
+  The open vowels that fail with phone recognition are schwas (AH) that the forced alignment of
+  the dictionary pronunciation places where the recording has no vowel: 0870 at 5.20 s
+  ("prudently", 30 ms) and 0890 at 2.22 s ("hearted and") lie in unvoiced stretches about
+  15 dB below the speech around them, so no recogniser hears a vowel there; with the
+  transcript, every aligned open vowel gets a frame of its own. A jaw opening floor on loud
+  voiced frames was tried (2026-11-26): it raised r to 0.62-0.74 but left those schwas shut.
 - reenact: `facecli.stages.reenact.reenact` from the files to the finished MP4 (driving
   landmarks, retargeting, rendering, encoding, audio), the landmark model loaded beforehand;
   baseline: `landmarks_file` on the driving video alone. Correlations:
