@@ -360,7 +360,9 @@ Where facecli's time goes: `.venv/bin/python benchmarks/profile_landmarks.py [--
   detection keyframes, mesh tracking, head pose, parquet), timed from call to return.
 - **raw N**: `mp.solutions.face_mesh.FaceMesh(static_image_mode=False,
   refine_landmarks=True, max_num_faces=N)` on every whole frame from the same
-  `facecli.media.iter_frames`, each result converted to a numpy array; building and closing
+  `facecli.media.iter_frames`, with ffmpeg converting whole frames to RGB (rgb24: the fastest
+  way to whole RGB frames; facecli decodes yuv420p and converts only the crops it fits, see
+  `facecli.media.YuvImage`), each result converted to a numpy array; building and closing
   the mesh is inside the timing, as facecli's set-up is in its own. N=2 is facecli's job size
   on the example (it also tracks the background face).
 - Each workload runs once untimed (imports, first graph), then 3 times interleaved; rates use

@@ -7,6 +7,7 @@ children inherit that core too, unless ``decoders_placed`` moves them to another
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
@@ -39,8 +40,10 @@ def facecli_workload(source: Path, out_dir: Path) -> Workload:
 def raw_mesh_workload(source: Path, max_faces: int) -> Workload:
     """The raw engine as a user would loop it: tracking-mode FaceMesh on every whole frame.
 
-    Same decoder as facecli (media.iter_frames) so only the face work differs; each result is
-    turned into a numpy array, the least any caller does with it.
+    Same decoder as facecli (media.iter_frames), with ffmpeg converting whole frames to RGB
+    (rgb24), the fastest way to the whole RGB frames the raw engine takes (facecli itself decodes
+    yuv420p and converts only the crops it fits: media.YuvImage); each result is turned into a
+    numpy array, the least any caller does with it.
     """
 
     def run() -> Work:
@@ -50,7 +53,7 @@ def raw_mesh_workload(source: Path, max_faces: int) -> Workload:
         with quiet_native_logs(), mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False, refine_landmarks=True, max_num_faces=max_faces
         ) as mesh:
-            for frame in media.iter_frames(source):
+            for frame in media.iter_frames(source, dataclasses.replace(media.probe(source), yuv_matrix="")):
                 result = mesh.process(frame.image)
                 for face in result.multi_face_landmarks or ():
                     np.array([(p.x, p.y, p.z) for p in face.landmark], np.float64)

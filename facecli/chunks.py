@@ -175,7 +175,7 @@ class _ScanWork:
         with media.only_frames(self.video, max(start - 1, 0), stop):
             for frame in media.iter_frames(self.video):
                 # The frame before ``start`` only primes the detector: its "cut" is that it came first.
-                if detector.update(frame.image) and frame.index >= start:
+                if detector.update_frame(frame) and frame.index >= start:
                     found.append(frame.index)
         return found
 

@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 
 from .geometry import box_iou
+from .media import Frame
 
 
 BLANK_CONTRAST = 12.0  # grey levels between a thumbnail's darkest and brightest pixel
+COARSE_PX = 128  # side of the point-sampled image a thumbnail is averaged from
 
 
 class ShotCutDetector:
@@ -35,10 +37,18 @@ class ShotCutDetector:
 
     def update(self, image_rgb: np.ndarray) -> bool:
         """Feed the next frame; True when it starts a new shot (the first frame always does)."""
-        size = (64, 64)  # fixed: a thumbnail that follows the aspect ratio grew without bound
-        # Point-sample to twice the size, then average: an area resize of a full frame costs more than the mesh.
-        coarse = cv2.resize(image_rgb, (2 * size[0], 2 * size[1]), interpolation=cv2.INTER_NEAREST)
-        thumb = cv2.resize(coarse, size, interpolation=cv2.INTER_AREA)
+        # Point-sample to twice the thumbnail's size, then average: an area resize of a full
+        # frame costs more than the mesh.
+        return self.update_coarse(cv2.resize(image_rgb, (COARSE_PX, COARSE_PX), interpolation=cv2.INTER_NEAREST))
+
+    def update_frame(self, frame: Frame) -> bool:
+        """:meth:`update` with a decoded frame, point-sampled from its planes (no RGB frame made)."""
+        return self.update_coarse(frame.coarse_rgb(COARSE_PX))
+
+    def update_coarse(self, coarse_rgb: np.ndarray) -> bool:
+        """:meth:`update` with the frame already point-sampled to COARSE_PX x COARSE_PX."""
+        size = (COARSE_PX // 2, COARSE_PX // 2)  # fixed: a thumbnail that followed the aspect ratio grew without bound
+        thumb = cv2.resize(coarse_rgb, size, interpolation=cv2.INTER_AREA)
         grey = thumb.max(axis=2).astype(np.float32)  # HSV's value channel
         self.blank = self.flag_blank and float(grey.max() - grey.min()) < BLANK_CONTRAST
         prev, prev_grey = self._prev_thumb, self._prev_grey

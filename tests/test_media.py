@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -130,6 +132,58 @@ def test_read_real_images():
     info = media.probe(HOPPER)
     assert (info.kind, info.codec, info.frame_count, info.fps) == ("image", "jpeg", 1, 0.0)
     assert media.read_image(HOPPER).shape == (info.height, info.width, 3)
+
+
+def _decoded_both_ways(path: Path, count: int = 12) -> tuple[media.MediaInfo, np.ndarray, np.ndarray, list]:
+    """(info, RGB frames converted here from yuv420p, RGB frames from ffmpeg's rgb24, the YUV frames)."""
+    info = media.probe(path)
+    yuv_frames = [f for _, f in zip(range(count), media.iter_frames(path, info))]
+    rgb = [f.image for _, f in zip(range(count), media.iter_frames(path, dataclasses.replace(info, yuv_matrix="")))]
+    return info, np.stack([f.image for f in yuv_frames]).astype(int), np.stack(rgb).astype(int), yuv_frames
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+def test_yuv_frames_convert_as_ffmpeg_does(tmp_path, matrix):
+    """Frames decoded as yuv420p and converted here match ffmpeg's own rgb24 within rounding,
+    for an untagged (BT.601) and a BT.709-tagged stream; the other matrix would not."""
+    clip = tmp_path / f"{matrix}.mp4"
+    tags = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"] if matrix == "bt709" else []
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "12",
+           "-vf", f"scale=out_color_matrix={matrix}", *tags, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip))
+    info, ours, theirs, frames = _decoded_both_ways(clip)
+    assert info.yuv_matrix == matrix and frames[0].yuv is not None
+    difference = np.abs(ours - theirs)
+    assert difference.max() <= 3 and difference.mean() < 1.2
+    other = dataclasses.replace(frames[0].yuv, matrix="bt709" if matrix == "bt601" else "bt601")
+    assert np.abs(other.rgb().astype(int) - theirs[0]).max() > 10, "the matrix matters, so the test can fail"
+
+
+def test_yuv420p_of_odd_size_comes_as_rgb_from_ffmpeg(tmp_path):
+    """swscale converts odd sizes on a path that interpolates chroma (up to 219 levels off the
+    nearest-chroma conversion at colour edges): those frames keep coming as rgb24."""
+    clip = tmp_path / "odd.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=65x47:rate=10", "-frames:v", "5", "-c:v", "ffv1",
+           "-pix_fmt", "yuv420p", str(clip))
+    info = media.probe(clip)
+    frames = list(media.iter_frames(clip, info))
+    assert info.yuv_matrix == "" and len(frames) == 5 and frames[0].yuv is None
+    assert frames[0].image.shape == (47, 65, 3)
+
+
+def test_crops_and_thumbnails_from_yuv_planes_match_the_rgb_image(megamind_frames):
+    frame = next(f for f in media.iter_frames(MEGAMIND) if f.index == 120)
+    assert frame.yuv is not None
+    rgb = megamind_frames[120].image if megamind_frames[120].yuv is None else frame.image
+    warp = np.array([[0.5, 0.05, -270.0], [-0.05, 0.5, -130.0]])  # the lower right, turned, and beyond its edge
+    from_planes = frame.crop_rgb(warp, (192, 192)).astype(int)
+    from_rgb = media.Frame(0, 0.0, rgb).crop_rgb(warp, (192, 192)).astype(int)
+    inside = cv2.warpAffine(np.ones(rgb.shape[:2], np.uint8), warp, (192, 192), flags=cv2.INTER_NEAREST) > 0
+    assert 0.2 < inside.mean() < 0.9
+    difference = np.abs(from_planes - from_rgb)[inside]
+    assert difference.mean() < 1.5 and np.percentile(difference, 99) <= 8  # chroma resampled from half size
+    assert (from_planes[~cv2.dilate(inside.astype(np.uint8), np.ones((5, 5))).astype(bool)] <= 2).all(), \
+        "black beyond the frame's edge, as cv2.warpAffine"
+    assert np.abs(frame.coarse_rgb(128).astype(int) - media.Frame(0, 0.0, rgb).coarse_rgb(128)).mean() < 3
 
 
 def test_iter_frames_on_an_image_yields_one_frame():

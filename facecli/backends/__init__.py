@@ -65,6 +65,11 @@ class LandmarkSession(abc.ABC):
     def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
         """(478, 3) px landmarks of the face inside the square ``roi_xywh``, or None if none is there."""
 
+    def fit_frame(self, frame: Any, roi_xywh: np.ndarray) -> np.ndarray | None:
+        """:meth:`fit` on a ``media.Frame``; a session that needs only a crop takes it with
+        ``frame.crop_rgb`` and spares converting the whole frame."""
+        return self.fit(frame.image, roi_xywh)
+
     def reset(self) -> None:  # noqa: B027 - sessions without state have nothing to forget
         """Forget the last face: the session is reused for another track."""
 

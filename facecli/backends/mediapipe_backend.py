@@ -14,10 +14,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..geometry import nms
+from ..media import Frame
 from . import Detector, FrameDetections, LandmarkModel, LandmarkSession
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ start-up chatter
@@ -232,11 +232,13 @@ class FaceMeshSession(LandmarkSession):
         self._fits = 0
 
     def fit(self, image_rgb: np.ndarray, roi_xywh: np.ndarray) -> np.ndarray | None:
+        return self.fit_frame(Frame(0, 0.0, image_rgb), roi_xywh)
+
+    def fit_frame(self, frame: Frame, roi_xywh: np.ndarray) -> np.ndarray | None:
         x0, y0, side = float(roi_xywh[0]), float(roi_xywh[1]), float(roi_xywh[2])
         scale = self.crop_px / side
-        warp = np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
-        crop = cv2.warpAffine(image_rgb, warp, (self.crop_px, self.crop_px), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        crop = frame.crop_rgb(np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]),
+                              (self.crop_px, self.crop_px))
         if self._fits:
             faces = self._mesh(crop)
         else:

@@ -141,7 +141,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     hits: Counter[int] = Counter()
     processed = 0
     for frame in media.iter_frames(path, info):
-        if cuts.update(frame.image):
+        if cuts.update_frame(frame):
             tracker.new_shot()
         if frame.index % options.every:
             continue

@@ -186,24 +186,24 @@ class FaceMeshTracker:
             interval = self.options.detect_every
         return new_shot or frame_index - self.last_scan >= interval
 
-    def _follow(self, image: np.ndarray) -> list[tuple[_Track, np.ndarray]]:
+    def _follow(self, frame: media.Frame) -> list[tuple[_Track, np.ndarray]]:
         fitted = []
         for track in self.tracks.values():
-            points = track.session.fit(image, square_box(points_box(track.points[:, :2]), CROP_FROM_MESH))
+            points = track.session.fit_frame(frame, square_box(points_box(track.points[:, :2]), CROP_FROM_MESH))
             if points is None:
                 self.pool.put(track.session)
             else:
                 fitted.append((track, points))
         return fitted
 
-    def _start(self, image: np.ndarray, dets: FrameDetections, fitted: list) -> None:
+    def _start(self, frame: media.Frame, dets: FrameDetections, fitted: list) -> None:
         """Start a track for each detection whose centre no tracked face covers."""
         for box in dets.boxes_xywh:
             centre = box[:2] + box[2:] / 2
             if any(_inside(centre, points_box(p[:, :2])) for _, p in fitted):
                 continue
             session = self.pool.get()
-            points = session.fit(image, square_box(box, CROP_FROM_DETECTION))
+            points = session.fit_frame(frame, square_box(box, CROP_FROM_DETECTION))
             if points is None:
                 self.pool.put(session)
             else:
@@ -211,17 +211,17 @@ class FaceMeshTracker:
 
     def step(self, frame: media.Frame) -> tuple[int, list[tuple[int, np.ndarray]]]:
         """(shot, [(face_id, points_478)]) for one frame."""
-        new_shot = self.cuts.update(frame.image)
+        new_shot = self.cuts.update_frame(frame)
         if new_shot:
             self._end_all()
             self.tracker.new_shot()
-        fitted = self._follow(frame.image) if self.video else []
+        fitted = self._follow(frame) if self.video else []
         if self._due_scan(frame.index, new_shot) or not self.video:
             # A blank frame is searched for free: the same in the live and the file path.
             dets = FrameDetections.empty() if self.cuts.blank else self.detections.at(frame)
             if dets is not None:
                 self.last_scan = frame.index
-                self._start(frame.image, dets, fitted)
+                self._start(frame, dets, fitted)
                 self.empty_scans = 0 if fitted or new_shot else self.empty_scans + 1
         fitted = _drop_duplicates(fitted, self.pool)
         limit = self.options.detect.max_faces or len(fitted)

@@ -342,16 +342,17 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     framing = _Framing(options, template, (info.width, info.height))
     follower = _Follower(options.face_id)
     rows: list[tuple[np.ndarray, int, int, int, int]] = []  # transform, status, shot, face id, source frame
-    waiting: deque[tuple[int, int, np.ndarray]] = deque()  # (frame, face id, image) of frames not finished yet
+    waiting: deque[tuple[int, int, media.Frame]] = deque()  # (frame index, face id, frame) not finished yet
     shot = face = 0
     with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
                            preset=ENCODER_PRESET) as video_out, \
-            media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
+            media.WriterThread(video_out.write,
+                               lambda job: _warp(job[0].image, job[1], framing.size, options)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)
             shot = int(marks.shot[0]) if len(marks) else shot
             face = int(marks.face_id[row]) if row is not None else face
-            waiting.append((frame.index, face, frame.image))
+            waiting.append((frame.index, face, frame))  # its RGB image is made on the writer thread
             stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
                         if row is not None else None, shot)
             _emit(stream.ready(), stream, framing, waiting, writer, rows, progress)
@@ -365,10 +366,10 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
 def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, waiting: deque,
           writer: media.WriterThread, rows: list, progress: ProgressCallback | None) -> None:
     for index, params, status in finished:
-        frame, face, image = waiting.popleft()
+        frame_index, face, frame = waiting.popleft()
         transform = framing.transform(params, stream.shot[index])
-        writer.put((image, transform))
-        rows.append((transform, status, stream.shot[index], face, frame))
+        writer.put((frame, transform))
+        rows.append((transform, status, stream.shot[index], face, frame_index))
         if progress:
             progress(1)
 
