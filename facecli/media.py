@@ -144,13 +144,15 @@ class YuvImage:
         h, w = self.y.shape  # OpenCV's functions release the GIL: a writer thread converts in parallel
         return self._rgb(self.y, *(cv2.resize(c, (w, h), interpolation=cv2.INTER_NEAREST) for c in (self.u, self.v)))
 
-    def warp_rgb(self, warp_2x3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """What ``cv2.warpAffine(rgb, warp_2x3, size)`` gives (bilinear, black outside)."""
+    def warp_rgb(self, warp_2x3: np.ndarray, size: tuple[int, int], border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        """What ``cv2.warpAffine(rgb, warp_2x3, size, borderMode=border)`` gives (bilinear; a
+        constant border is black)."""
         warp = np.asarray(warp_2x3, np.float64)
         # chroma (column c, row r) sits at luma (2c, 2r + 0.5)
         to_chroma = np.column_stack([2.0 * warp[:, :2], warp[:, :2] @ np.array([0.0, 0.5]) + warp[:, 2]])
-        y = cv2.warpAffine(self.y, warp, size, flags=cv2.INTER_LINEAR, borderValue=16)
-        u, v = (cv2.warpAffine(c, to_chroma, size, flags=cv2.INTER_LINEAR, borderValue=128) for c in (self.u, self.v))
+        y = cv2.warpAffine(self.y, warp, size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=16)
+        u, v = (cv2.warpAffine(c, to_chroma, size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=128)
+                for c in (self.u, self.v))
         return self._rgb(y, u, v)
 
     def coarse_rgb(self, side: int) -> np.ndarray:
@@ -178,12 +180,14 @@ class Frame:
             self._image = self.yuv.rgb()
         return self._image
 
-    def crop_rgb(self, warp_2x3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """``cv2.warpAffine`` of the RGB image (bilinear, black outside), from the planes if decoded as YUV."""
+    def crop_rgb(self, warp_2x3: np.ndarray, size: tuple[int, int],
+                 border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        """``cv2.warpAffine`` of the RGB image (bilinear; a constant border is black), from the
+        planes if decoded as YUV."""
         if self.yuv is not None:
-            return self.yuv.warp_rgb(warp_2x3, size)
+            return self.yuv.warp_rgb(warp_2x3, size, border)
         return cv2.warpAffine(self.image, np.asarray(warp_2x3, np.float64), size, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+                              borderMode=border)
 
     def coarse_rgb(self, side: int) -> np.ndarray:
         """A ``side`` x ``side`` point-sampled RGB thumbnail."""

@@ -253,12 +253,14 @@ def _cover_zoom(moved: np.ndarray, w: int, h: int) -> float:
 # --------------------------------------------------------------------------- the stage
 
 
-def _warp(image: np.ndarray, transform: np.ndarray, size: tuple[int, int], options: StabilizeOptions) -> np.ndarray:
+def _warp(frame: media.Frame, transform: np.ndarray, size: tuple[int, int], options: StabilizeOptions) -> np.ndarray:
+    """The output frame, warped straight from a YUV frame's planes (no whole RGB frame made)."""
     if options.mode == "frame" and options.border == "fill":
-        return cv2.warpAffine(image, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    out = cv2.warpAffine(image, transform, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return frame.crop_rgb(transform, size, cv2.BORDER_CONSTANT)
+    out = frame.crop_rgb(transform, size, cv2.BORDER_REFLECT)
     if options.mode == "frame" and options.border == "blur":
-        inside = cv2.warpAffine(np.ones(image.shape[:2], np.uint8), transform, size, flags=cv2.INTER_NEAREST)
+        shape = frame.yuv.y.shape if frame.yuv is not None else frame.image.shape[:2]
+        inside = cv2.warpAffine(np.ones(shape, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
         if not inside.all():
             blurred = cv2.GaussianBlur(out, (0, 0), max(size) / 60)
             out = np.where(inside[..., None] > 0, out, blurred)
@@ -346,13 +348,12 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     shot = face = 0
     with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio,
                            preset=ENCODER_PRESET) as video_out, \
-            media.WriterThread(video_out.write,
-                               lambda job: _warp(job[0].image, job[1], framing.size, options)) as writer:
+            media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)
             shot = int(marks.shot[0]) if len(marks) else shot
             face = int(marks.face_id[row]) if row is not None else face
-            waiting.append((frame.index, face, frame))  # its RGB image is made on the writer thread
+            waiting.append((frame.index, face, frame))  # warped on the writer thread
             stream.push(_similarity(marks.landmarks_478[row, STABLE_POINTS, :2].astype(np.float64), template)
                         if row is not None else None, shot)
             _emit(stream.ready(), stream, framing, waiting, writer, rows, progress)
