@@ -35,15 +35,19 @@ def test_the_astronaut_smiles(tmp_path):
     assert table.header["summary"]["0"]["dominant"] == "happiness"
 
 
+def _astronaut_with(**controls: float) -> np.ndarray:
+    """The astronaut (512 px crop) edited by facecli's mesh warp."""
+    renderer = PortraitRenderer(load_portrait(ASTRONAUT, crop=True, size=512))
+    values = np.zeros(len(FACE_CONTROLS))
+    for name, value in controls.items():
+        values[FACE_CONTROLS.index(name)] = value
+    return renderer.render(values, np.zeros(3), np.zeros(2))
+
+
 def _edit_clip(path: Path, **controls: float) -> Path:
     """4 s of the astronaut as she is, then 2 s of a mesh-warp edit: classify measures the edit
     against her own baseline, as it does for any video (a single image has only the population's)."""
-    renderer = PortraitRenderer(load_portrait(ASTRONAUT, crop=True, size=512))
-    values = np.zeros(len(FACE_CONTROLS))
-    rest = renderer.render(values, np.zeros(3), np.zeros(2))
-    for name, value in controls.items():
-        values[FACE_CONTROLS.index(name)] = value
-    edit = renderer.render(values, np.zeros(3), np.zeros(2))
+    rest, edit = _astronaut_with(), _astronaut_with(**controls)
     with media.VideoWriter(path, 512, 512, 25.0, crf=12) as writer:
         for image in [rest] * 100 + [edit] * 50:
             writer.write(image)
@@ -65,6 +69,32 @@ def test_edits_read_as_the_expression_they_make(expression, tmp_path):
     for au in aus:
         assert table.au(au)[edited].mean() >= table.au(au)[~edited].mean() + 1.0, f"AU{au}"
     assert expression in str(table.explanation[np.flatnonzero(edited)[25]])
+
+
+# As single photographs the edits meet the population neutral, not her smiling own: the frown
+# must take her smiling lip corners below a neutral mouth before AU15 reads (measured: frown 2.5
+# reads AU15 0 and fear; 4, AU15 1.0 and sadness 0.28; 6, AU15 3.5 and sadness 0.85).
+STILL_EDITS = {
+    "surprise": ({"jaw_open": 1.0, "brow_raise": 1.0}, (26, 1, 2)),
+    "sadness": ({"frown": 6.0, "brow_inner_up": 1.5}, (15, 1)),
+}
+
+
+def _portrait_with(tmp_path: Path, name: str, **controls: float) -> Path:
+    path = tmp_path / f"{name}.png"
+    media.write_image(path, _astronaut_with(**controls))
+    return path
+
+
+@pytest.mark.parametrize("expression", list(STILL_EDITS))
+def test_edited_photographs_read_as_the_expression_they_make(expression, tmp_path):
+    controls, aus = STILL_EDITS[expression]
+    rest = classify(_portrait_with(tmp_path, "rest"))
+    edited = classify(_portrait_with(tmp_path, expression, **controls), explain=True)
+    assert top(rest, np.ones(1, bool)) == "happiness" and top(edited, np.ones(1, bool)) == expression
+    for au in aus:
+        assert edited.au(au)[0] >= rest.au(au)[0] + 0.75, f"AU{au}"
+    assert expression in str(edited.explanation[0])
 
 
 def test_megamind_surprised_frames_score_surprise():
