@@ -452,8 +452,9 @@ def _probe_video(path: Path) -> MediaInfo:
 
 _RE_YUV420P = re.compile(r", yuv420p(?:\(([^)]*)\))?,")
 _MATRICES = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "unknown": "bt601"}
+# Other words ffmpeg prints there: range, field order, chroma location.
 _NOT_MATRICES = {"tv", "progressive", "top first", "bottom first", "top coded first (swapped)",
-                 "bottom coded first (swapped)"}
+                 "bottom coded first (swapped)", "left", "center", "topleft", "top", "bottomleft", "bottom"}
 
 
 def _yuv_matrix(stream_text: str) -> str:
@@ -464,6 +465,8 @@ def _yuv_matrix(stream_text: str) -> str:
     if found is None:
         return ""
     tokens = [t.strip() for t in (found.group(1) or "").split(",") if t.strip()]
+    if "pc" in tokens:  # full range
+        return ""
     colour = [t for t in tokens if t not in _NOT_MATRICES]
     if not colour:
         return "bt601"

@@ -158,6 +158,22 @@ def test_yuv_frames_convert_as_ffmpeg_does(tmp_path, matrix):
     assert np.abs(other.rgb().astype(int) - theirs[0]).max() > 10, "the matrix matters, so the test can fail"
 
 
+@pytest.mark.parametrize(("stream", "matrix"), [
+    (" (High) (avc1 / 0x31637661), yuv420p(progressive), 1280x720", "bt601"),  # untagged: swscale's BT.601
+    (", yuv420p, 720x528 [SAR 1:1 DAR 15:11]", "bt601"),
+    (", yuv420p(tv, bt709, progressive, left), 1920x1080", "bt709"),
+    (", yuv420p(tv, bt709/bt709/bt709, top first), 1920x1080", "bt709"),
+    (", yuv420p(tv, smpte170m/smpte170m/bt709), 720x480", "bt601"),  # the matrix is the first of three
+    (", yuv420p(pc, bt709), 1280x720", ""),  # full range
+    (", yuvj420p(pc), 640x480", ""),
+    (", yuv420p10le(tv, bt2020nc/bt2020/smpte2084), 3840x2160", ""),
+    (", yuv420p(tv, bt2020nc/bt2020/arib-std-b67), 1920x1080", ""),
+    (", yuv444p(tv, bt709), 1280x720", ""),
+])
+def test_which_streams_decode_as_yuv(stream, matrix):
+    assert media._yuv_matrix(stream) == matrix
+
+
 def test_yuv420p_of_odd_size_comes_as_rgb_from_ffmpeg(tmp_path):
     """swscale converts odd sizes on a path that interpolates chroma (up to 219 levels off the
     nearest-chroma conversion at colour edges): those frames keep coming as rgb24."""
