@@ -180,6 +180,11 @@ class Frame:
             self._image = self.yuv.rgb()
         return self._image
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``image.shape``, known without making the image."""
+        return (*self.yuv.y.shape, 3) if self._image is None else self._image.shape
+
     def crop_rgb(self, warp_2x3: np.ndarray, size: tuple[int, int],
                  border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
         """``cv2.warpAffine`` of the RGB image (bilinear; a constant border is black), from the
@@ -447,7 +452,8 @@ def _probe_video(path: Path) -> MediaInfo:
     has_audio = _has_audio_stream(lines)
     # Odd sizes (rare: H.264 4:2:0 has none) take swscale's slower path, which interpolates chroma.
     yuv = "" if rotation or width % 2 or height % 2 else _yuv_matrix(rest)
-    return MediaInfo(path, "video", width, height, fps, round(duration * fps), duration, rotation, has_audio, codec, yuv)
+    return MediaInfo(path, "video", width, height, fps, round(duration * fps), duration, rotation, has_audio, codec,
+                     yuv)
 
 
 _RE_YUV420P = re.compile(r", yuv420p(?:\(([^)]*)\))?,")

@@ -36,19 +36,17 @@ class ShotCutDetector:
         self.blank = False  # the last frame has no contrast (black, a fade): it can hold no face
 
     def update(self, image_rgb: np.ndarray) -> bool:
-        """Feed the next frame; True when it starts a new shot (the first frame always does)."""
-        # Point-sample to twice the thumbnail's size, then average: an area resize of a full
-        # frame costs more than the mesh.
-        return self.update_coarse(cv2.resize(image_rgb, (COARSE_PX, COARSE_PX), interpolation=cv2.INTER_NEAREST))
+        """Feed the next frame, an RGB image; True when it starts a new shot (the first frame
+        always does)."""
+        return self.update_frame(Frame(0, 0.0, image_rgb))
 
     def update_frame(self, frame: Frame) -> bool:
         """:meth:`update` with a decoded frame, point-sampled from its planes (no RGB frame made)."""
-        return self.update_coarse(frame.coarse_rgb(COARSE_PX))
-
-    def update_coarse(self, coarse_rgb: np.ndarray) -> bool:
-        """:meth:`update` with the frame already point-sampled to COARSE_PX x COARSE_PX."""
-        size = (COARSE_PX // 2, COARSE_PX // 2)  # fixed: a thumbnail that followed the aspect ratio grew without bound
-        thumb = cv2.resize(coarse_rgb, size, interpolation=cv2.INTER_AREA)
+        # Point-sample to twice the thumbnail's size, then average: an area resize of a full
+        # frame costs more than the mesh. The size is fixed: one that followed the aspect ratio
+        # grew without bound.
+        thumb = cv2.resize(frame.coarse_rgb(COARSE_PX), (COARSE_PX // 2, COARSE_PX // 2),
+                           interpolation=cv2.INTER_AREA)
         grey = thumb.max(axis=2).astype(np.float32)  # HSV's value channel
         self.blank = self.flag_blank and float(grey.max() - grey.min()) < BLANK_CONTRAST
         prev, prev_grey = self._prev_thumb, self._prev_grey

@@ -259,8 +259,7 @@ def _warp(frame: media.Frame, transform: np.ndarray, size: tuple[int, int], opti
         return frame.crop_rgb(transform, size, cv2.BORDER_CONSTANT)
     out = frame.crop_rgb(transform, size, cv2.BORDER_REFLECT)
     if options.mode == "frame" and options.border == "blur":
-        shape = frame.yuv.y.shape if frame.yuv is not None else frame.image.shape[:2]
-        inside = cv2.warpAffine(np.ones(shape, np.uint8), transform, size, flags=cv2.INTER_NEAREST)
+        inside = cv2.warpAffine(np.ones(frame.shape[:2], np.uint8), transform, size, flags=cv2.INTER_NEAREST)
         if not inside.all():
             blurred = cv2.GaussianBlur(out, (0, 0), max(size) / 60)
             out = np.where(inside[..., None] > 0, out, blurred)
