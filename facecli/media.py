@@ -122,6 +122,22 @@ def _yuv_to_rgb(kr: float, kb: float) -> np.ndarray:
 YUV_TO_RGB = {"bt601": _yuv_to_rgb(0.299, 0.114), "bt709": _yuv_to_rgb(0.2126, 0.0722)}
 
 
+# chroma (column c, row r) sits at luma (2c, 2r + 0.5): MPEG-2 / H.264 siting
+_CHROMA_SITE = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
+
+
+def _warp_plane(plane: np.ndarray, warp_2x3: np.ndarray, size: tuple[int, int], border: int,
+                black: int) -> np.ndarray:
+    return cv2.warpAffine(plane, warp_2x3, size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=black)
+
+
+def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of an (h * 3/2, w) I420 array."""
+    h, w = i420.shape[0] * 2 // 3, i420.shape[1]
+    u, v = i420[h:].reshape(2, h // 2, w // 2)
+    return i420[:h], u, v
+
+
 @dataclass(frozen=True)
 class YuvImage:
     """A decoded yuv420p picture, turned into RGB only where it is looked at.
@@ -148,12 +164,23 @@ class YuvImage:
         """What ``cv2.warpAffine(rgb, warp_2x3, size, borderMode=border)`` gives (bilinear; a
         constant border is black)."""
         warp = np.asarray(warp_2x3, np.float64)
-        # chroma (column c, row r) sits at luma (2c, 2r + 0.5)
-        to_chroma = np.column_stack([2.0 * warp[:, :2], warp[:, :2] @ np.array([0.0, 0.5]) + warp[:, 2]])
-        y = cv2.warpAffine(self.y, warp, size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=16)
-        u, v = (cv2.warpAffine(c, to_chroma, size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=128)
-                for c in (self.u, self.v))
+        y = _warp_plane(self.y, warp, size, border, 16)
+        u, v = (_warp_plane(c, warp @ _CHROMA_SITE, size, border, 128) for c in (self.u, self.v))
         return self._rgb(y, u, v)
+
+    def warp_i420(self, warp_2x3: np.ndarray, size: tuple[int, int], border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        """The same warp kept in YUV: one (h * 3/2, w) I420 array (Y, then U, then V at half size),
+        what ``VideoWriter(yuv_matrix=...)`` takes; ``size`` even. No RGB is made, here or in the
+        encoder."""
+        w, h = size
+        warp = np.asarray(warp_2x3, np.float64)
+        # output chroma -> output luma -> source luma -> source chroma, as a forward warp
+        to_chroma = (np.linalg.inv(_CHROMA_SITE) @ np.vstack([warp @ _CHROMA_SITE, [0.0, 0.0, 1.0]]))[:2]
+        out = np.empty((h * 3 // 2, w), np.uint8)
+        y, u, v = i420_planes(out)
+        y[:] = _warp_plane(self.y, warp, size, border, 16)
+        u[:], v[:] = (_warp_plane(c, to_chroma, (w // 2, h // 2), border, 128) for c in (self.u, self.v))
+        return out
 
     def coarse_rgb(self, side: int) -> np.ndarray:
         """A ``side`` x ``side`` point-sampled RGB thumbnail."""
@@ -193,6 +220,19 @@ class Frame:
             return self.yuv.warp_rgb(warp_2x3, size, border)
         return cv2.warpAffine(self.image, np.asarray(warp_2x3, np.float64), size, flags=cv2.INTER_LINEAR,
                               borderMode=border)
+
+    @property
+    def yuv_matrix(self) -> str:
+        """The YUV_TO_RGB key of ``crop_i420``'s output: the stream's own, else BT.601."""
+        return self.yuv.matrix if self.yuv is not None else "bt601"
+
+    def crop_i420(self, warp_2x3: np.ndarray, size: tuple[int, int],
+                  border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+        """``crop_rgb`` as an I420 array in ``yuv_matrix`` (``size`` even): from the planes if
+        decoded as YUV, else converted by OpenCV (BT.601, limited range)."""
+        if self.yuv is not None:
+            return self.yuv.warp_i420(warp_2x3, size, border)
+        return cv2.cvtColor(self.crop_rgb(warp_2x3, size, border), cv2.COLOR_RGB2YUV_I420)
 
     def coarse_rgb(self, side: int) -> np.ndarray:
         """A ``side`` x ``side`` point-sampled RGB thumbnail."""
@@ -811,9 +851,9 @@ def _h264_available() -> bool:
     return b" libx264 " in done.stdout
 
 
-def _codec_args(crf: int, preset: str = "medium") -> list[str]:
+def _codec_args(crf: int, preset: str = "medium", x264_params: str = "") -> list[str]:
     if _h264_available():
-        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), *(["-x264-params", x264_params] * bool(x264_params))]
     # mpeg4 has no CRF; its quantiser 1..31 is roughly crf/6 for similar quality.
     return ["-c:v", "mpeg4", "-q:v", str(min(31, max(1, round(crf / 6))))]
 
@@ -881,13 +921,12 @@ class VideoWriter:
     """Encode RGB frames to a video file (H.264 yuv420p, +faststart; mpeg4 without libx264).
 
     Odd sizes are padded (one black column/row at the right/bottom) to the even size
-    yuv420p needs; no pixel is cropped. With ``audio_from`` naming media that has audio,
-    its first audio stream is muxed in as AAC, padded with silence or cut to the video's
-    length. Given ``frames_expected`` (the most frames that will be written: more raise
-    ValueError), the one encoder process takes the audio too, cut to that many frames;
-    otherwise, or when fewer are written, close() adds it in a second ffmpeg run (a quarter
-    second for the 11 s example, on the caller's clock). The file appears only when close()
-    succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
+    yuv420p needs; no pixel is cropped. With ``yuv_matrix`` (a YUV_TO_RGB key) it takes I420
+    frames of an even size instead (``Frame.crop_i420``), encoded without any conversion and
+    tagged BT.709 where they are. With ``audio_from`` naming media that has audio, the same
+    ffmpeg process muxes its first audio stream in as AAC, padded with silence or cut where the
+    video ends (``-shortest``: within one AAC frame, 64 ms at 16 kHz). The file appears only when
+    close() succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
     temporary one.
     """
 
@@ -900,24 +939,22 @@ class VideoWriter:
         audio_from: Path | None = None,
         crf: int = 18,
         preset: str = "medium",
-        frames_expected: int | None = None,
+        yuv_matrix: str = "",
+        x264_params: str = "",
     ):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"need positive width, height and fps, got {width}x{height} at {fps}")
+        if yuv_matrix and (yuv_matrix not in YUV_TO_RGB or width % 2 or height % 2):
+            raise ValueError(f"I420 frames need an even size and a known matrix, got {width}x{height} {yuv_matrix!r}")
+        self.yuv_matrix = yuv_matrix
         self.path = Path(path)
         self.width, self.height, self.fps = width, height, fps
         self._audio = Path(audio_from) if audio_from is not None and _has_audio(audio_from) else None
         self._atomic = atomic_output(self.path)
         self._final_tmp = self._atomic.__enter__()
-        # Audio is cut to exactly frames/fps (ffmpeg's -shortest overshoots by a buffer's worth):
-        # inline when the count is known, else frames go to a video-only file that close() muxes.
-        self._inline_frames = frames_expected if self._audio and frames_expected else None
-        self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
-        self._frames = 0
         try:
             self._proc = _start_ffmpeg(
-                self._command(self._final_tmp if self._inline_frames else self._video_tmp or self._final_tmp,
-                              crf, preset),
+                self._command(self._final_tmp, _codec_args(crf, preset, x264_params)),
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except OSError as exc:
@@ -927,48 +964,38 @@ class VideoWriter:
         self._pump.start()
         self._closed = False
 
-    def _command(self, tmp: Path, crf: int, preset: str) -> list[str]:
+    def _command(self, tmp: Path, codec: list[str]) -> list[str]:
         rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.yuv_matrix else "rgb24", "-s", f"{self.width}x{self.height}",
             "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
-        if self._inline_frames:
+        if self._audio:
             cmd += ["-i", _ffmpeg_input(self._audio)]
-        cmd += ["-map", "0:v:0", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", *_codec_args(crf, preset), "-pix_fmt", "yuv420p"]
-        if self._inline_frames:
-            seconds = f"{self._inline_frames / self.fps:.6f}"
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-t", seconds]
+        cmd += ["-map", "0:v:0", *codec, "-pix_fmt", "yuv420p"]
+        if not self.yuv_matrix:
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        elif self.yuv_matrix == "bt709":  # a tag only: an output -colorspace would convert the planes
+            cmd += ["-vf", "setparams=colorspace=bt709:range=tv"]
+        if self._audio:
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-shortest"]
         return [*cmd, *self._container_args(), f"file:{tmp}"]
 
     def _container_args(self) -> list[str]:
         return ["-movflags", "+faststart"] if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else []
 
-    def _mux_audio(self) -> None:
-        """Video (copied) plus the audio, padded with silence or cut to the video's exact length."""
-        duration = self._frames / self.fps
-        cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-i", f"file:{self._video_tmp}", "-i", _ffmpeg_input(self._audio),
-            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-af", "apad",
-            "-t", f"{duration:.6f}", *self._container_args(), f"file:{self._final_tmp}",
-        ]  # fmt: skip
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self._video_tmp.unlink(missing_ok=True)
-        if done.returncode != 0:
-            raise OutputError(f"ffmpeg failed to add the audio ({_last_line(done.stderr.splitlines())})", self.path)
-
-    def write(self, rgb: np.ndarray) -> None:
-        """Append one HxWx3 uint8 RGB frame of the size given at construction."""
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame of the size given at construction: HxWx3 uint8 RGB, or with
+        ``yuv_matrix`` an (H * 3/2)xW uint8 I420 array."""
         if self._closed:
             raise ValueError("write() after close()")
-        if self._inline_frames is not None and self._frames >= self._inline_frames:
-            raise ValueError(f"more frames than frames_expected={self._inline_frames}")
-        _check_frame(rgb, self.width, self.height)
+        if not self.yuv_matrix:
+            _check_frame(frame, self.width, self.height)
+        elif frame.dtype != np.uint8 or frame.shape != (self.height * 3 // 2, self.width):
+            raise ValueError(f"expected a {self.height * 3 // 2}x{self.width} uint8 I420 frame, got {frame.shape}")
         try:
-            self._proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
-            self._frames += 1
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
         except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
             self._proc.wait()
             self._pump.join()
@@ -996,15 +1023,6 @@ class VideoWriter:
             error = self._failure()
             self._abort(error)
             raise error
-        if self._inline_frames is not None and self._frames < self._inline_frames:
-            self._final_tmp.replace(self._video_tmp)  # its audio runs past the last frame: redo it
-            self._inline_frames = None
-        if self._video_tmp is not None and self._inline_frames is None:
-            try:
-                self._mux_audio()
-            except OutputError as error:
-                self._abort(error)
-                raise
         self._closed = True
         try:
             self._atomic.__exit__(None, None, None)
@@ -1025,8 +1043,6 @@ class VideoWriter:
                 stream.close()
             except (BrokenPipeError, OSError):
                 pass
-        if self._video_tmp is not None:
-            self._video_tmp.unlink(missing_ok=True)
         self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
     def __enter__(self) -> VideoWriter:
