@@ -43,6 +43,7 @@ from ..geometry import umeyama
 from ..portrait import check_side
 from ..results import Landmarks, Stabilization
 from .common import FileStats, ProgressCallback, all_or_nothing
+from .detect import DetectOptions
 from .landmarks import LandmarkOptions, iter_landmarks
 from .tracks import frames_with_rows, landmarks_source
 
@@ -289,7 +290,8 @@ def track_path(index: Path, face_id: int) -> Path:
 
 class _Follower:
     """Which face each frame's transform follows: ``face_id``, else the current track while it
-    lasts, then the largest face (a cut starts new ids, so the main face is found again)."""
+    lasts, then the largest face (a cut starts new ids, so the main face is found again). Live
+    landmarks without ``face_id`` hold one face a frame (``_frames_with_rows``)."""
 
     def __init__(self, face_id: int | None):
         self.wanted, self.current = face_id, None
@@ -306,11 +308,14 @@ class _Follower:
         return ids.index(self.current)
 
 
-def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo) -> Iterator[tuple[media.Frame, Landmarks]]:
+def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo,
+                      one_face: bool = False) -> Iterator[tuple[media.Frame, Landmarks]]:
     """Each decoded frame and its landmark rows: computed live from media (or a faces file), or
-    read from a landmarks file alongside the decoded frames."""
+    read from a landmarks file alongside the decoded frames. ``one_face``: live landmarks of one
+    face a frame (the tracked one while it lasts, then the most confident detection), where
+    nothing asks for the others: fits of faces that are not followed would be wasted."""
     if formats.stage_of(source) != "landmarks":
-        return iter_landmarks(source, LandmarkOptions())
+        return iter_landmarks(source, LandmarkOptions(detect=DetectOptions(max_faces=1 if one_face else 0)))
     return frames_with_rows(source, video, info)
 
 
@@ -325,7 +330,8 @@ def stabilize_file(source: Path, output: Path, options: StabilizeOptions, previe
     video = _video_of(source)
     info = media.probe(video)
     with all_or_nothing(stabilized_path(output), output):
-        rows = _stabilize_pass(_frames_with_rows(source, video, info), output, options, source, video, info,
+        frames = _frames_with_rows(source, video, info, one_face=options.face_id is None)
+        rows = _stabilize_pass(frames, output, options, source, video, info,
                                video if info.has_audio else None, progress)
     return FileStats(frames=len(rows), rows=len(rows), faces=len({r[3] for r in rows}))
 

@@ -143,3 +143,16 @@ def test_smoothing_reduces_jitter_without_lag(tmp_path: Path) -> None:
     assert jitter(smooth) < 0.7 * jitter(raw)
     drift = np.abs(smooth.landmarks_478[:, :, :2] - raw.landmarks_478[:, :, :2]).mean()
     assert drift < 0.03 * inter_ocular(raw.landmarks_478[0])
+
+
+def test_max_faces_stops_fitting_at_the_limit(group_composite, monkeypatch):
+    """Faces past ``max_faces`` are not fitted and then dropped: the limit saves their cost."""
+    from facecli.backends.mediapipe_backend import FaceMeshSession
+
+    calls = []
+    fit = FaceMeshSession.fit_frame
+    monkeypatch.setattr(FaceMeshSession, "fit_frame", lambda self, *a: calls.append(1) or fit(self, *a))
+    assert len(facecli.landmarks(group_composite[0], max_faces=2)) == 2
+    assert len(calls) == 2
+    calls.clear()
+    assert len(facecli.landmarks(group_composite[0])) == 8 and len(calls) == 8

@@ -207,3 +207,16 @@ def test_all_faces_failure_removes_every_output(tmp_path, monkeypatch, megamind_
 def test_all_faces_and_face_id_together_are_refused(tmp_path):
     with pytest.raises(UsageError, match="--all-faces or --face-id"):
         stabilize(MEGAMIND, tmp_path / "Megamind.stabilize.parquet", all_faces=True, face_id=1)
+
+
+def test_following_the_main_face_fits_no_other(tmp_path, monkeypatch, megamind_landmarks):
+    """Without --face-id only the followed face is fitted: on the example, whose background face
+    the landmarks stage also fits (1.3 faces a frame), about one fit a frame."""
+    from facecli.backends.mediapipe_backend import FaceMeshSession
+
+    calls = []
+    fit = FaceMeshSession.fit_frame
+    monkeypatch.setattr(FaceMeshSession, "fit_frame", lambda self, *a: calls.append(1) or fit(self, *a))
+    table = stabilize(MEGAMIND, tmp_path / "Megamind.stabilize.parquet")
+    assert len(megamind_landmarks) > 1.25 * 270
+    assert len(calls) <= 275 and (table.status == 0).sum() >= 260
