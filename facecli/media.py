@@ -923,10 +923,15 @@ class VideoWriter:
     Odd sizes are padded (one black column/row at the right/bottom) to the even size
     yuv420p needs; no pixel is cropped. With ``yuv_matrix`` (a YUV_TO_RGB key) it takes I420
     frames of an even size instead (``Frame.crop_i420``), encoded without any conversion and
-    tagged BT.709 where they are. With ``audio_from`` naming media that has audio, the same
-    ffmpeg process muxes its first audio stream in as AAC, padded with silence or cut where the
-    video ends (``-shortest``: within one AAC frame, 64 ms at 16 kHz). The file appears only when
-    close() succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
+    tagged BT.709 where they are. With ``audio_from`` naming media that has audio,
+    its first audio stream is muxed in as AAC, padded with silence or cut to the video's
+    length. Given ``frames_expected`` (the most frames that will be written: more raise
+    ValueError), the one encoder process takes the audio too, cut to that many frames;
+    otherwise, or when fewer are written, close() adds it in a second ffmpeg run (a quarter
+    second for the 11 s example, on the caller's clock): ffmpeg's ``-shortest`` would overrun the
+    video by up to a second and a half, depending on how the encoder's queue happens to stand at
+    the end. The file appears only when close()
+    succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
     temporary one.
     """
 
@@ -939,6 +944,7 @@ class VideoWriter:
         audio_from: Path | None = None,
         crf: int = 18,
         preset: str = "medium",
+        frames_expected: int | None = None,
         yuv_matrix: str = "",
         x264_params: str = "",
     ):
@@ -952,9 +958,15 @@ class VideoWriter:
         self._audio = Path(audio_from) if audio_from is not None and _has_audio(audio_from) else None
         self._atomic = atomic_output(self.path)
         self._final_tmp = self._atomic.__enter__()
+        # Audio is cut to exactly frames/fps (-shortest overruns: see above):
+        # inline when the count is known, else frames go to a video-only file that close() muxes.
+        self._inline_frames = frames_expected if self._audio and frames_expected else None
+        self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
+        self._frames = 0
         try:
             self._proc = _start_ffmpeg(
-                self._command(self._final_tmp, _codec_args(crf, preset, x264_params)),
+                self._command(self._final_tmp if self._inline_frames else self._video_tmp or self._final_tmp,
+                              _codec_args(crf, preset, x264_params)),
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
         except OSError as exc:
@@ -971,31 +983,49 @@ class VideoWriter:
             "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.yuv_matrix else "rgb24", "-s", f"{self.width}x{self.height}",
             "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
-        if self._audio:
+        if self._inline_frames:
             cmd += ["-i", _ffmpeg_input(self._audio)]
         cmd += ["-map", "0:v:0", *codec, "-pix_fmt", "yuv420p"]
         if not self.yuv_matrix:
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
         elif self.yuv_matrix == "bt709":  # a tag only: an output -colorspace would convert the planes
             cmd += ["-vf", "setparams=colorspace=bt709:range=tv"]
-        if self._audio:
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-shortest"]
+        if self._inline_frames:
+            seconds = f"{self._inline_frames / self.fps:.6f}"
+            cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-t", seconds]
         return [*cmd, *self._container_args(), f"file:{tmp}"]
 
     def _container_args(self) -> list[str]:
         return ["-movflags", "+faststart"] if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else []
+
+    def _mux_audio(self) -> None:
+        """Video (copied) plus the audio, padded with silence or cut to the video's exact length."""
+        duration = self._frames / self.fps
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-i", f"file:{self._video_tmp}", "-i", _ffmpeg_input(self._audio),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-af", "apad",
+            "-t", f"{duration:.6f}", *self._container_args(), f"file:{self._final_tmp}",
+        ]  # fmt: skip
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._video_tmp.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise OutputError(f"ffmpeg failed to add the audio ({_last_line(done.stderr.splitlines())})", self.path)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one frame of the size given at construction: HxWx3 uint8 RGB, or with
         ``yuv_matrix`` an (H * 3/2)xW uint8 I420 array."""
         if self._closed:
             raise ValueError("write() after close()")
+        if self._inline_frames is not None and self._frames >= self._inline_frames:
+            raise ValueError(f"more frames than frames_expected={self._inline_frames}")
         if not self.yuv_matrix:
             _check_frame(frame, self.width, self.height)
         elif frame.dtype != np.uint8 or frame.shape != (self.height * 3 // 2, self.width):
             raise ValueError(f"expected a {self.height * 3 // 2}x{self.width} uint8 I420 frame, got {frame.shape}")
         try:
             self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+            self._frames += 1
         except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
             self._proc.wait()
             self._pump.join()
@@ -1023,6 +1053,15 @@ class VideoWriter:
             error = self._failure()
             self._abort(error)
             raise error
+        if self._inline_frames is not None and self._frames < self._inline_frames:
+            self._final_tmp.replace(self._video_tmp)  # its audio runs past the last frame: redo it
+            self._inline_frames = None
+        if self._video_tmp is not None and self._inline_frames is None:
+            try:
+                self._mux_audio()
+            except OutputError as error:
+                self._abort(error)
+                raise
         self._closed = True
         try:
             self._atomic.__exit__(None, None, None)
@@ -1043,6 +1082,8 @@ class VideoWriter:
                 stream.close()
             except (BrokenPipeError, OSError):
                 pass
+        if self._video_tmp is not None:
+            self._video_tmp.unlink(missing_ok=True)
         self._atomic.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
     def __enter__(self) -> VideoWriter:

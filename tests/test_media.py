@@ -16,7 +16,7 @@ from PIL import Image
 from facecli import media
 from facecli.errors import InputError, OutputError, UsageError
 from facecli.speech import load_audio
-from tests.conftest import ASTRONAUT, CLIPS, MEGAMIND, ffmpeg, write_wav
+from tests.conftest import ASTRONAUT, CLIPS, MEGAMIND, ffmpeg
 from tests.conftest import GRACE_HOPPER as HOPPER
 
 
@@ -403,14 +403,12 @@ def test_early_close_leaves_no_ffmpeg_process():
 # --------------------------------------------------------------------------- writing video
 
 
-@pytest.mark.parametrize("audio_s", [None, 0.4], ids=["longer audio is cut", "shorter audio is padded"])
-def test_video_writer_roundtrip_with_audio(tmp_path, audio_s):
+@pytest.mark.parametrize("frames_expected", [None, 30, 40], ids=["muxed after", "inline", "fewer written"])
+def test_video_writer_roundtrip_with_audio(tmp_path, frames_expected):
     audio = shutil.copy(CLIPS["0870"][0], tmp_path / "speech.wav")
-    if audio_s is not None:
-        samples, rate = load_audio(audio)
-        write_wav(tmp_path / "speech.wav", samples[: int(audio_s * rate)], rate)
     out = tmp_path / "clip.mp4"
-    with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio) as writer:
+    # Fewer frames than expected still give audio cut to them.
+    with media.VideoWriter(out, 65, 47, 30.0, audio_from=audio, frames_expected=frames_expected) as writer:
         for k in range(30):
             writer.write(np.full((47, 65, 3), 8 * k, np.uint8))
     info = media.probe(out)
@@ -419,13 +417,20 @@ def test_video_writer_roundtrip_with_audio(tmp_path, audio_s):
     assert info.frame_count == 30 and info.duration_s == pytest.approx(1.0, abs=0.05)  # audio cut to the video
     samples, rate = load_audio(out)
     assert len(samples) / rate == pytest.approx(1.0, abs=0.07)  # within one AAC frame (64 ms at 16 kHz)
-    if audio_s is not None:
-        assert np.abs(samples[int(0.6 * rate):]).max() < 1e-3, "silence after the audio ends"
     frames = list(media.iter_frames(out))
     assert len(frames) == 30
     assert abs(int(frames[20].image[10, 10, 1]) - 160) < 6
     assert int(frames[20].image[-1, -1].max()) < 20  # the padded corner is black
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "speech.wav"]
+
+
+def test_video_writer_refuses_more_frames_than_expected(tmp_path):
+    audio = shutil.copy(CLIPS["0880"][0], tmp_path / "speech.wav")
+    with pytest.raises(ValueError, match="more frames than frames_expected=2"):
+        with media.VideoWriter(tmp_path / "clip.mp4", 32, 32, 25.0, audio_from=audio, frames_expected=2) as writer:
+            for _ in range(3):
+                writer.write(np.zeros((32, 32, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
 
 
 def test_video_writer_without_audio_source_audio(tmp_path):

@@ -71,7 +71,8 @@ def render_video(portrait: Portrait, motion: Motion, output: Path, audio: Path, 
     renderer = PortraitRenderer(portrait)
     refiner = DiffusionRefiner(portrait.image, portrait.landmarks_478, diffusion) if diffusion else None
     h, w = portrait.image.shape[:2]
-    with media.VideoWriter(output, w, h, fps, audio_from=audio, preset=ENCODER_PRESET) as writer:
+    with media.VideoWriter(output, w, h, fps, audio_from=audio, preset=ENCODER_PRESET,
+                           frames_expected=len(motion)) as writer:
         for i in range(len(motion)):
             pose = (motion.face_controls[i], motion.head_pose_deg[i], motion.gaze_deg[i])
             frame = renderer.render(*pose)

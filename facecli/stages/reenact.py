@@ -267,7 +267,8 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
             image, points = held
             if writer is None:
                 h, w = image.shape[:2]
-                writer = media.VideoWriter(output, w, h, track.fps, audio_from=track.media, preset=ENCODER_PRESET)
+                writer = media.VideoWriter(output, w, h, track.fps, audio_from=track.media, preset=ENCODER_PRESET,
+                                           frames_expected=n)
             if points is None:  # no source face in this frame: it goes out as it is
                 writer.write(image)
                 rows.append((np.zeros(len(FACE_CONTROLS)), np.zeros(3), np.zeros(2)))

@@ -342,10 +342,11 @@ def _video_of(source: Path) -> Path:
 
 def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Path, options: StabilizeOptions,
                     source: Path, video: Path, info: media.MediaInfo, audio: Path | None,
-                    progress: ProgressCallback | None) -> list:
+                    progress: ProgressCallback | None, frames_expected: int | None = None) -> list:
     """``frames`` and their landmark rows -> ``output`` and the stabilized video beside it, in one
     pass: each frame waits (a lag's worth of images) until its transform is finished. The
-    transforms file is written last. Returns its rows."""
+    transforms file is written last. Returns its rows. ``frames_expected``: the exact count,
+    where known, lets the encoder take the audio itself (media.VideoWriter)."""
     fps = info.fps or 25.0
     template = template_points(options)
     stream = _Stream(options, fps, template, (info.width, info.height))
@@ -355,7 +356,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     waiting: deque[tuple[int, int, media.Frame]] = deque()  # (frame index, face id, frame) not finished yet
     shot = face = 0
     with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio, preset="superfast",
-                           x264_params=ENCODER_PARAMS, yuv_matrix=info.yuv_matrix or "bt601") as video_out, \
+                           x264_params=ENCODER_PARAMS, yuv_matrix=info.yuv_matrix or "bt601",
+                           frames_expected=frames_expected) as video_out, \
             media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)
@@ -422,7 +424,7 @@ def _stabilize_tracks(source: Path, index: Path, options: StabilizeOptions,
                 audio = _cut_audio(video, first / fps, (last + 1 - first) / fps, Path(tmp)) if info.has_audio else None
                 frames = islice(_frames_with_rows(marks, video, info), first, last + 1)
                 written += len(_stabilize_pass(frames, tables[face], replace(options, all_faces=False, face_id=face),
-                                               source, video, info, audio, progress))
+                                               source, video, info, audio, progress, last + 1 - first))
             _write_index(index, tables, spans, options, source, video, info)
     return FileStats(frames=written, rows=written, faces=len(kept))
 
