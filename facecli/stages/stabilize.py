@@ -61,8 +61,8 @@ MIN_TRACK_S = 0.5  # all_faces: tracks seen in fewer frames than this are skippe
 TRACKS_INDEX = "tracks.stabilize"  # all_faces: the index is <stem>.tracks.stabilize.parquet
 MEASURED, INTERPOLATED, HELD = 0, 1, 2
 # With the superfast preset: veryfast's rate control (macroblock tree over 10 frames) on superfast's
-# search. On crops that move as a whole, about 0.55x veryfast's CPU for 4-5% more bytes and
-# 0.1-0.3 dB less PSNR at the same CRF (docs/benchmarks.md).
+# search. On crops that move as a whole, about half veryfast's CPU for 3-5% more bytes at about
+# the same PSNR and CRF (docs/benchmarks.md); plain superfast would take 35% more bytes.
 ENCODER_PARAMS = "mbtree=1:rc-lookahead=10"
 
 
