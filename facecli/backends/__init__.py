@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import abc
 import importlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +39,10 @@ class FrameDetections:
 
 class Backend(abc.ABC):
     """What every backend says about itself for ``facecli doctor``."""
+
+    # Weights inside a pip package and no state between images: ``create`` hands the same
+    # instance to every file of a thread, so a batch builds its graphs once, not per file.
+    reusable: ClassVar[bool] = False
 
     @classmethod
     def problem(cls) -> str | None:
@@ -122,13 +128,27 @@ def backend_class(stage: str, name: str) -> type[Backend]:
     return getattr(module, class_name)
 
 
+MAX_REUSED = 8  # reusable instances kept per thread (one per distinct settings)
+_reused = threading.local()  # MediaPipe graphs must not be called from two threads at once
+
+
 def create(stage: str, name: str, **settings: Any) -> Any:
-    """An instance of the named backend; one clear error line if it cannot run here."""
+    """An instance of the named backend; one clear error line if it cannot run here. A
+    ``reusable`` backend is built once per thread and settings, and handed out again."""
     cls = backend_class(stage, name)
     problem = cls.problem()
     if problem:
         raise BackendUnavailable(f"{stage} backend {name!r} cannot run: {problem}")
-    return cls(**settings)
+    if not cls.reusable:
+        return cls(**settings)
+    cache: OrderedDict = _reused.__dict__.setdefault("instances", OrderedDict())
+    key = (stage, name, tuple(sorted(settings.items())))
+    if key not in cache:
+        cache[key] = cls(**settings)
+        if len(cache) > MAX_REUSED:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,20 @@ def test_describe_reports_every_backend() -> None:
     rows = backends.describe()
     assert {(r.stage, r.name) for r in rows} >= {("detect", "mediapipe"), ("landmarks", "mediapipe")}
     assert all(r.usable for r in rows if r.name == "mediapipe")
+
+
+def test_reusable_backends_are_built_once_per_thread_and_settings() -> None:
+    """The MediaPipe backends (weights in the wheel, no state between images) are handed out
+    again, so a batch builds its graphs once; other settings or another thread get their own."""
+    import threading
+
+    first = backends.create("detect", "mediapipe", min_size=40.0)
+    assert backends.create("detect", "mediapipe", min_size=40.0) is first
+    assert backends.create("detect", "mediapipe", min_size=64.0) is not first
+    assert backends.create("landmarks", "mediapipe") is backends.create("landmarks", "mediapipe")
+    assert backends.create("detect", "fake") is not backends.create("detect", "fake")  # not reusable
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(backends.create("detect", "mediapipe", min_size=40.0)))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not first

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from facecli.backends.mediapipe_backend import tile_origins, tile_sides
+from facecli.media import read_image
+
+from ..conftest import ASTRONAUT
 
 
 def test_tiles_cover_the_frame_with_half_overlap() -> None:
@@ -36,3 +40,22 @@ def test_landmark_array_reads_the_wire_bytes_as_protobuf_does() -> None:
     expected = points.astype(np.float64)
     expected[7, 2] = 0.0
     np.testing.assert_array_equal(landmark_array(plain), expected)
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_a_closed_sessions_graph_serves_the_next_one_unchanged(video: bool) -> None:
+    """A closed session hands its graph back to the model, reset: the next session reuses it
+    and fits exactly as a session with a new graph does."""
+    from facecli.backends.mediapipe_backend import FaceMeshModel
+
+    image, roi = read_image(ASTRONAUT), np.array([130.0, 30.0, 200.0, 200.0])
+    model = FaceMeshModel()
+    first = model.open_session(video)
+    graph = first._mesh
+    moved = first.fit(image, roi + [6.0, -4.0, 0.0, 0.0])  # a track the next session must not inherit
+    first.close()
+    first.close()  # twice: the graph is still handed back once
+    again = model.open_session(video)
+    assert again._mesh is graph and len(model._idle[video]) == 0
+    fresh = FaceMeshModel().open_session(video).fit(image, roi)
+    assert np.array_equal(again.fit(image, roi), fresh) and not np.array_equal(moved, fresh)
