@@ -122,6 +122,14 @@ def _yuv_to_rgb(kr: float, kb: float) -> np.ndarray:
 YUV_TO_RGB = {"bt601": _yuv_to_rgb(0.299, 0.114), "bt709": _yuv_to_rgb(0.2126, 0.0722)}
 
 
+def _inverse_affine(m: np.ndarray) -> np.ndarray:
+    inverse = np.linalg.inv(m[:, :3].astype(np.float64))
+    return np.column_stack([inverse, -inverse @ m[:, 3]]).astype(np.float32)
+
+
+RGB_TO_YUV = {name: _inverse_affine(m) for name, m in YUV_TO_RGB.items()}
+
+
 # chroma (column c, row r) sits at luma (2c, 2r + 0.5): MPEG-2 / H.264 siting
 _CHROMA_SITE = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])
 
@@ -132,10 +140,27 @@ def _warp_plane(plane: np.ndarray, warp_2x3: np.ndarray, size: tuple[int, int], 
 
 
 def i420_planes(i420: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes of an (h * 3/2, w) I420 array."""
+    """Views of the Y, U and V planes of a C-contiguous (h * 3/2, w) I420 array, h and w even."""
+    if i420.ndim != 2 or i420.shape[0] % 3 or i420.shape[1] % 2 or not i420.flags.c_contiguous:
+        raise ValueError(f"not a contiguous I420 array of an even size: {i420.shape}")
     h, w = i420.shape[0] * 2 // 3, i420.shape[1]
     u, v = i420[h:].reshape(2, h // 2, w // 2)
     return i420[:h], u, v
+
+
+def rgb_to_i420(rgb: np.ndarray, matrix: str = "bt601") -> np.ndarray:
+    """An even-size RGB image as I420 in ``matrix`` (limited range). Chroma is sited as
+    ``YuvImage`` reads it (even columns, between two rows): each sample is the [1 2 1]/4 mean
+    across its column and its neighbours, over the two rows, so thin colour lines survive."""
+    h, w = rgb.shape[:2]
+    yuv = cv2.transform(rgb.astype(np.float32), RGB_TO_YUV[matrix])
+    padded = np.pad(yuv[..., 1:], ((0, 0), (1, 1), (0, 0)), mode="edge")
+    across = 0.25 * padded[:, 0:w:2] + 0.5 * padded[:, 1:w + 1:2] + 0.25 * padded[:, 2:w + 2:2]
+    chroma = 0.5 * (across[0::2] + across[1::2])
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    y, u, v = i420_planes(out)
+    y[:], u[:], v[:] = (np.clip(np.rint(plane), 0, 255) for plane in (yuv[..., 0], chroma[..., 0], chroma[..., 1]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -173,6 +198,8 @@ class YuvImage:
         what ``VideoWriter(yuv_matrix=...)`` takes; ``size`` even. No RGB is made, here or in the
         encoder."""
         w, h = size
+        if w % 2 or h % 2:
+            raise ValueError(f"I420 needs an even size, got {w}x{h}")
         warp = np.asarray(warp_2x3, np.float64)
         # output chroma -> output luma -> source luma -> source chroma, as a forward warp
         to_chroma = (np.linalg.inv(_CHROMA_SITE) @ np.vstack([warp @ _CHROMA_SITE, [0.0, 0.0, 1.0]]))[:2]
@@ -221,18 +248,14 @@ class Frame:
         return cv2.warpAffine(self.image, np.asarray(warp_2x3, np.float64), size, flags=cv2.INTER_LINEAR,
                               borderMode=border)
 
-    @property
-    def yuv_matrix(self) -> str:
-        """The YUV_TO_RGB key of ``crop_i420``'s output: the stream's own, else BT.601."""
-        return self.yuv.matrix if self.yuv is not None else "bt601"
-
     def crop_i420(self, warp_2x3: np.ndarray, size: tuple[int, int],
                   border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
-        """``crop_rgb`` as an I420 array in ``yuv_matrix`` (``size`` even): from the planes if
-        decoded as YUV, else converted by OpenCV (BT.601, limited range)."""
+        """``crop_rgb`` as an I420 array (``size`` even) in the stream's matrix (its
+        ``MediaInfo.yuv_matrix``), else BT.601: from the planes if decoded as YUV, else
+        converted (``rgb_to_i420``)."""
         if self.yuv is not None:
             return self.yuv.warp_i420(warp_2x3, size, border)
-        return cv2.cvtColor(self.crop_rgb(warp_2x3, size, border), cv2.COLOR_RGB2YUV_I420)
+        return rgb_to_i420(self.crop_rgb(warp_2x3, size, border))
 
     def coarse_rgb(self, side: int) -> np.ndarray:
         """A ``side`` x ``side`` point-sampled RGB thumbnail."""
@@ -853,7 +876,8 @@ def _h264_available() -> bool:
 
 def _codec_args(crf: int, preset: str = "medium", x264_params: str = "") -> list[str]:
     if _h264_available():
-        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), *(["-x264-params", x264_params] * bool(x264_params))]
+        params = ["-x264-params", x264_params] if x264_params else []
+        return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), *params]
     # mpeg4 has no CRF; its quantiser 1..31 is roughly crf/6 for similar quality.
     return ["-c:v", "mpeg4", "-q:v", str(min(31, max(1, round(crf / 6))))]
 
@@ -917,13 +941,17 @@ class WriterThread:
 _END = object()
 
 
+_COLORSPACE_TAGS = {"bt601": "smpte170m", "bt709": "bt709"}  # YUV_TO_RGB key -> ffmpeg's colorspace name
+
+
 class VideoWriter:
     """Encode RGB frames to a video file (H.264 yuv420p, +faststart; mpeg4 without libx264).
 
     Odd sizes are padded (one black column/row at the right/bottom) to the even size
     yuv420p needs; no pixel is cropped. With ``yuv_matrix`` (a YUV_TO_RGB key) it takes I420
     frames of an even size instead (``Frame.crop_i420``), encoded without any conversion and
-    tagged BT.709 where they are. With ``audio_from`` naming media that has audio,
+    tagged with their matrix (H.264; the mpeg4 fallback drops the tag). With ``audio_from``
+    naming media that has audio,
     its first audio stream is muxed in as AAC, padded with silence or cut to the video's
     length. Given ``frames_expected`` (the most frames that will be written: more raise
     ValueError), the one encoder process takes the audio too, cut to that many frames;
@@ -980,16 +1008,16 @@ class VideoWriter:
         rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.yuv_matrix else "rgb24", "-s", f"{self.width}x{self.height}",
-            "-framerate", str(rate), "-i", "pipe:0",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.yuv_matrix else "rgb24",
+            "-s", f"{self.width}x{self.height}", "-framerate", str(rate), "-i", "pipe:0",
         ]  # fmt: skip
         if self._inline_frames:
             cmd += ["-i", _ffmpeg_input(self._audio)]
         cmd += ["-map", "0:v:0", *codec, "-pix_fmt", "yuv420p"]
         if not self.yuv_matrix:
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        elif self.yuv_matrix == "bt709":  # a tag only: an output -colorspace would convert the planes
-            cmd += ["-vf", "setparams=colorspace=bt709:range=tv"]
+        else:  # a tag only: an output -colorspace would convert the planes
+            cmd += ["-vf", f"setparams=colorspace={_COLORSPACE_TAGS[self.yuv_matrix]}:range=tv"]
         if self._inline_frames:
             seconds = f"{self._inline_frames / self.fps:.6f}"
             cmd += ["-map", "1:a:0", "-c:a", "aac", "-af", "apad", "-t", seconds]

@@ -211,13 +211,28 @@ def test_i420_crops_are_the_rgb_crops_in_yuv(megamind_frames, decoded):
         frame = media.Frame(0, 0.0, frame.image)
     warp = np.array([[0.9, 0.1, -200.0], [-0.1, 0.9, -60.0]])
     i420 = frame.crop_i420(warp, (256, 192), cv2.BORDER_REFLECT)
-    assert i420.shape == (288, 256) and frame.yuv_matrix == "bt601"
+    assert i420.shape == (288, 256)
     y, u, v = media.i420_planes(i420)
-    back = media.YuvImage(y, u, v, frame.yuv_matrix).rgb().astype(int)
+    back = media.YuvImage(y, u, v, "bt601").rgb().astype(int)  # the example is untagged: BT.601
     difference = np.abs(back - frame.crop_rgb(warp, (256, 192), cv2.BORDER_REFLECT))
     assert difference.mean() < 2.5 and np.percentile(difference, 95) <= 8
     shifted = media.YuvImage(y, np.roll(u, 2, axis=1), np.roll(v, 2, axis=1), "bt601").rgb().astype(int)
     assert np.abs(shifted - frame.crop_rgb(warp, (256, 192), cv2.BORDER_REFLECT)).mean() > difference.mean() + 0.5
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+def test_rgb_to_i420_keeps_thin_colour_lines(matrix):
+    """Grey stays grey through rgb_to_i420 and YuvImage; a 1 px red line on an odd column keeps
+    its colour in the chroma beside it (sampling the even columns alone would lose it)."""
+    rgb = np.full((16, 16, 3), 128, np.uint8)
+    rgb[:, 5] = (255, 0, 0)
+    y, u, v = media.i420_planes(media.rgb_to_i420(rgb, matrix))
+    back = media.YuvImage(y, u, v, matrix).rgb().astype(int)
+    assert np.abs(back[:, :3] - 128).max() <= 2, "flat grey stays grey"
+    assert (v[:, 2:4] > 140).all() and (u[:, 2:4] < 124).all() and (u[:, [0, 1, 4]] == 128).all()
+    assert (back[:, 4:7, 0] > back[:, 4:7, 1] + 50).all(), "the line and its chroma neighbours read red"
+    with pytest.raises(ValueError, match="even size"):
+        media.i420_planes(np.zeros((24, 15), np.uint8))
 
 
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])

@@ -32,8 +32,8 @@ def stabilize(
     border: Annotated[str, typer.Option(help=f"--mode frame: {', '.join(BORDERS)} where the moved frame "
                                         "leaves the picture.")] = "blur",
     face_id: Annotated[Optional[int], typer.Option(help="The face to follow, by its landmarks id (default: "
-                                                   "the most confident face, followed while it lasts; only it is "
-                                                   "fitted).", show_default=False)] = None,
+                                                   "one face followed while it lasts, from the most confident "
+                                                   "detection; only it is fitted).", show_default=False)] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="One output per face track, over its own frames: "
                                             "<stem>.face<ID>.stabilized.mp4 + .stabilize.parquet, and the index "
                                             f"<stem>.tracks.stabilize.parquet (tracks under {MIN_TRACK_S} s are "

@@ -1,14 +1,19 @@
 """``stabilize`` (video mode): aligned face crops, or a full frame that follows the face.
 
-1. The face's landmarks (``face_id``, or in each shot its longest track) give, per frame, the
-   similarity that maps its stable points (eye corners, nose bridge, temples: never the
-   mouth or jaw, which move with expression) onto a template layout.
+1. The face's landmarks give, per frame, the similarity that maps its stable points (eye
+   corners, nose bridge, temples: never the mouth or jaw, which move with expression) onto a
+   template layout. The face is ``face_id``, else the one followed while it lasts: computed
+   live, only that face is fitted (the most confident detection when a track starts); from a
+   landmarks file, the largest face.
 2. Per shot, the transforms' scale, roll and centre are smoothed without lag (a zero-phase
-   Gaussian: the whole track is known), frames without the face are interpolated across
-   short gaps and held across long ones, and ``keep_scale`` / ``keep_rotation`` freeze those
-   at the shot's median so the face keeps its own.
-3. The video is decoded again and each frame warped: a ``size`` square crop (``crop`` mode),
-   or the whole frame held on the face's median place in its shot (``frame`` mode).
+   Gaussian over a window reaching a little ahead, so each frame waits that long), frames
+   without the face are interpolated across short gaps and held across long ones, and
+   ``keep_scale`` / ``keep_rotation`` freeze those at the shot's first value so the face keeps
+   its own.
+3. Each frame is warped as soon as its transform is finished, in the same pass: a ``size``
+   square crop (``crop`` mode), or the whole frame moved so the face stays where it was at the
+   start of its shot (``frame`` mode). Frames go to the encoder as I420 straight from the
+   decoded planes.
 
 Writes ``<stem>.stabilized.mp4`` (with the audio) and ``<stem>.stabilize.parquet``: each
 frame's 2x3 transform and its inverse, so processed crops can be pasted back.
@@ -60,10 +65,10 @@ MAX_GAP_S = 0.5  # frames without the face: interpolated across gaps up to this,
 MIN_TRACK_S = 0.5  # all_faces: tracks seen in fewer frames than this are skipped (stray detections)
 TRACKS_INDEX = "tracks.stabilize"  # all_faces: the index is <stem>.tracks.stabilize.parquet
 MEASURED, INTERPOLATED, HELD = 0, 1, 2
-# With the superfast preset: veryfast's rate control (macroblock tree over 10 frames) on superfast's
-# search. On crops that move as a whole, about half veryfast's CPU for 3-5% more bytes at about
-# the same PSNR and CRF (docs/benchmarks.md); plain superfast would take 35% more bytes.
-ENCODER_PARAMS = "mbtree=1:rc-lookahead=10"
+# superfast's search with veryfast's rate control (macroblock tree over 10 frames): on the
+# example's crops, 0.52x veryfast's encoder CPU for 8% more bytes at the same PSNR; plain
+# superfast takes 51% more bytes (benchmarks/stabilize_bench.py, CRF 18).
+ENCODER_PRESET, ENCODER_PARAMS = "superfast", "mbtree=1:rc-lookahead=10"
 
 
 @dataclass(frozen=True)
@@ -290,8 +295,8 @@ def track_path(index: Path, face_id: int) -> Path:
 
 class _Follower:
     """Which face each frame's transform follows: ``face_id``, else the current track while it
-    lasts, then the largest face (a cut starts new ids, so the main face is found again). Live
-    landmarks without ``face_id`` hold one face a frame (``_frames_with_rows``)."""
+    lasts, then the largest face in the rows (a cut starts new ids, so the main face is found
+    again). Live landmarks without ``face_id`` hold one face a frame (``_frames_with_rows``)."""
 
     def __init__(self, face_id: int | None):
         self.wanted, self.current = face_id, None
@@ -355,8 +360,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     rows: list[tuple[np.ndarray, int, int, int, int]] = []  # transform, status, shot, face id, source frame
     waiting: deque[tuple[int, int, media.Frame]] = deque()  # (frame index, face id, frame) not finished yet
     shot = face = 0
-    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio, preset="superfast",
-                           x264_params=ENCODER_PARAMS, yuv_matrix=info.yuv_matrix or "bt601",
+    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio, preset=ENCODER_PRESET,
+                           x264_params=ENCODER_PARAMS, yuv_matrix=info.yuv_matrix or "bt601",  # as crop_i420
                            frames_expected=frames_expected) as video_out, \
             media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
         for frame, marks in frames:
@@ -408,7 +413,7 @@ def _stabilize_tracks(source: Path, index: Path, options: StabilizeOptions,
     """The landmarks once, then per track one pass over the video from its first to its last
     frame (memory as for one face); the index last, so that it proves every track done."""
     with tempfile.TemporaryDirectory(prefix="facecli-stabilize-") as tmp:
-        marks = landmarks_source(source, Path(tmp), "input", smooth=False)  # as _frames_with_rows makes them
+        marks = landmarks_source(source, Path(tmp), "input", smooth=False)  # every face, unsmoothed
         video = _video_of(marks)
         info = media.probe(video)
         fps = info.fps or 25.0

@@ -13,6 +13,7 @@ from facecli import formats, media
 from facecli.errors import NoFaceFound, UsageError
 from facecli.portrait import load_portrait
 from facecli.stages import stabilize as stabilize_stage
+from facecli.stages.detect import DetectOptions, detect_file
 from facecli.stages.stabilize import (StabilizeOptions, stabilize, stabilized_path, template_points, track_path,
                                       tracks_path)
 from tests.conftest import ASTRONAUT, MEGAMIND
@@ -209,14 +210,29 @@ def test_all_faces_and_face_id_together_are_refused(tmp_path):
         stabilize(MEGAMIND, tmp_path / "Megamind.stabilize.parquet", all_faces=True, face_id=1)
 
 
-def test_following_the_main_face_fits_no_other(tmp_path, monkeypatch, megamind_landmarks):
+@pytest.mark.parametrize("given", ["video", "faces file"])
+def test_following_the_main_face_fits_no_other(tmp_path, monkeypatch, megamind_landmarks, given):
     """Without --face-id only the followed face is fitted: on the example, whose background face
-    the landmarks stage also fits (1.3 faces a frame), about one fit a frame."""
+    the landmarks stage also fits (1.34 faces a frame), about one fit a frame. The face followed
+    is the main one: the crop's centre maps back into the frame's largest face."""
     from facecli.backends.mediapipe_backend import FaceMeshSession
 
+    source = MEGAMIND
+    if given == "faces file":
+        source = tmp_path / "Megamind.faces.parquet"
+        detect_file(MEGAMIND, source, DetectOptions())
     calls = []
     fit = FaceMeshSession.fit_frame
     monkeypatch.setattr(FaceMeshSession, "fit_frame", lambda self, *a: calls.append(1) or fit(self, *a))
-    table = stabilize(MEGAMIND, tmp_path / "Megamind.stabilize.parquet")
-    assert len(megamind_landmarks) > 1.25 * 270
+    table = stabilize(source, tmp_path / "Megamind.stabilize.parquet")
+    assert len(megamind_landmarks) > 1.3 * 270
     assert len(calls) <= 275 and (table.status == 0).sum() >= 260
+    centre = template_points(StabilizeOptions()).mean(axis=0)
+    inside = []
+    for f in np.flatnonzero(table.status == 0):
+        rows = megamind_landmarks.frame_index == f
+        if rows.any():
+            x, y, w, h = megamind_landmarks.box_xywh[rows][np.argmax(megamind_landmarks.box_xywh[rows, 2])]
+            cx, cy = table.inverse_2x3[f] @ [*centre, 1.0]
+            inside.append(x <= cx <= x + w and y <= cy <= y + h)
+    assert np.mean(inside) >= 0.95
