@@ -796,8 +796,7 @@ def _stream_frames(
     # rgb24 from ffmpeg, which honours the stream's colour matrix (BT.709 for HD), or yuv420p
     # converted here with the matrix probe() read (YuvImage; OpenCV's own YUV conversion knows
     # only BT.601 and shifted HD colours by up to 18 levels).
-    chroma = height // 2, width // 2
-    frame_bytes = width * height + 2 * chroma[0] * chroma[1] if info.yuv_matrix else width * height * 3
+    frame_bytes = width * height * 3 // (2 if info.yuv_matrix else 1)  # yuv420p: even sizes only
     scratch = np.empty(frame_bytes, np.uint8)  # reused for frames skipped by stride
     stamps_done = False
     index = skipped = 0
@@ -825,18 +824,16 @@ def _stream_frames(
             skipped = skipped if index else number
             index = number
         if index % stride == 0:
-            yield _frame(index, pts if pts is not None else index / (info.fps or 1.0), data, info, chroma)
+            yield _frame(index, pts if pts is not None else index / (info.fps or 1.0), data, info)
         index += 1
 
 
-def _frame(index: int, timestamp_s: float, data: np.ndarray, info: MediaInfo, chroma: tuple[int, int]) -> Frame:
+def _frame(index: int, timestamp_s: float, data: np.ndarray, info: MediaInfo) -> Frame:
     """A Frame over one frame's bytes: rgb24, or yuv420p planes (info.yuv_matrix)."""
-    height, width = info.height, info.width
     if not info.yuv_matrix:
-        return Frame(index, timestamp_s, data.reshape(height, width, 3))
-    luma, plane = width * height, chroma[0] * chroma[1]
-    u, v = (data[luma + k * plane : luma + (k + 1) * plane].reshape(chroma) for k in (0, 1))
-    return Frame(index, timestamp_s, yuv=YuvImage(data[:luma].reshape(height, width), u, v, info.yuv_matrix))
+        return Frame(index, timestamp_s, data.reshape(info.height, info.width, 3))
+    planes = i420_planes(data.reshape(info.height * 3 // 2, info.width))
+    return Frame(index, timestamp_s, yuv=YuvImage(*planes, info.yuv_matrix))
 
 
 def _check_decode_end(

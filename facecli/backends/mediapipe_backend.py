@@ -227,12 +227,11 @@ class FaceMeshSession(LandmarkSession):
     session takes it, reset, instead of building one (about 25 ms).
     """
 
-    def __init__(self, video: bool, crop_px: int, idle: list[_Graph] | None = None):
-        self.crop_px, self._idle = crop_px, idle if idle is not None else []
-        self._fits = 0  # the first fit of a new graph logs from C++: it is muted
-        if self._idle:
-            self._mesh: _Graph | None = self._idle.pop()  # reset when handed back
-            self._fits = 1
+    def __init__(self, video: bool, crop_px: int, idle: list[_Graph]):
+        self.crop_px, self._idle = crop_px, idle
+        self._new_graph = not idle  # a new graph's first fit logs from C++: it is muted
+        if idle:
+            self._mesh: _Graph | None = idle.pop()  # reset when handed back
             return
         with quiet_native_logs():
             self._mesh = _Graph(_solutions().face_mesh.FaceMesh(
@@ -248,12 +247,12 @@ class FaceMeshSession(LandmarkSession):
         scale = self.crop_px / side
         crop = frame.crop_rgb(np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]),
                               (self.crop_px, self.crop_px))
-        if self._fits:
-            faces = self._mesh(crop)
-        else:
+        if self._new_graph:
             with quiet_native_logs():  # it warns about non-square ROIs on first use, from C++
                 faces = self._mesh(crop)
-        self._fits += 1
+            self._new_graph = False
+        else:
+            faces = self._mesh(crop)
         if not faces:
             return None
         points = landmark_array(faces[0])
