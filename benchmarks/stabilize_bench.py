@@ -27,7 +27,7 @@ from pathlib import Path
 import facecli  # noqa: F401 - first: it sets up NumPy's thread pool before NumPy loads
 
 from run import DOCS, REPO, STABILIZE_MARKER, Row, machine, markdown_table, replace_section, section, text_table
-from workloads import make_close_up_720p
+from workloads import _ffmpeg, make_close_up_720p
 
 from facecli.stages.landmarks import LandmarkOptions, landmarks_file
 import cv2
@@ -101,10 +101,6 @@ def encoder_rows(table: Path, folder: Path) -> list[Row]:
     base_cpu, base_bytes, _ = results["veryfast"]
     return [Row(f"x264 {name}: CPU | bytes (x veryfast), PSNR dB", f"{cpu / base_cpu:.2f} | {size / base_bytes:.2f}, "
                 f"{psnr:.2f}") for name, (cpu, size, psnr) in results.items()]
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
 def mesh_table() -> str:

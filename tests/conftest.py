@@ -49,6 +49,17 @@ def face_crop(path: Path, margin: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
     return image[y0:y1, x0:x1], box - [x0, y0, 0, 0]
 
 
+@pytest.fixture
+def mesh_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one for every MediaPipe face-mesh fit made while the test runs."""
+    from facecli.backends.mediapipe_backend import FaceMeshSession
+
+    calls: list[int] = []
+    fit = FaceMeshSession.fit_frame
+    monkeypatch.setattr(FaceMeshSession, "fit_frame", lambda self, *a: calls.append(1) or fit(self, *a))
+    return calls
+
+
 @pytest.fixture(scope="session")
 def group_composite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """Real faces pasted at 40 to 170 px onto a blurred real background; returns the file and true boxes."""

@@ -145,14 +145,9 @@ def test_smoothing_reduces_jitter_without_lag(tmp_path: Path) -> None:
     assert drift < 0.03 * inter_ocular(raw.landmarks_478[0])
 
 
-def test_max_faces_stops_fitting_at_the_limit(group_composite, monkeypatch):
+def test_max_faces_stops_fitting_at_the_limit(group_composite, mesh_fits):
     """Faces past ``max_faces`` are not fitted and then dropped: the limit saves their cost."""
-    from facecli.backends.mediapipe_backend import FaceMeshSession
-
-    calls = []
-    fit = FaceMeshSession.fit_frame
-    monkeypatch.setattr(FaceMeshSession, "fit_frame", lambda self, *a: calls.append(1) or fit(self, *a))
     assert len(facecli.landmarks(group_composite[0], max_faces=2)) == 2
-    assert len(calls) == 2
-    calls.clear()
-    assert len(facecli.landmarks(group_composite[0])) == 8 and len(calls) == 8
+    assert len(mesh_fits) == 2
+    mesh_fits.clear()
+    assert len(facecli.landmarks(group_composite[0])) == 8 and len(mesh_fits) == 8
