@@ -11,7 +11,7 @@ Run: python benchmarks/speech_speed.py [--settings] [--repeat N] [--chunk-s S ..
 ``--settings`` sweeps pocketsphinx options on a single decoder (one core), decode time
 only, on the clips and on variants of them (other voices, faster, noisy); without it,
 times ``analyse_speech`` as shipped (wall and CPU per audio second, start-up included)
-with 1 and 2 workers, on the three clips one by one and on ~31 s and ~62 s files made of them.
+with 1 and 2 recognition threads (``workers``), on the three clips one by one and on ~31 s and ~62 s files made of them.
 Timings on a shared machine are noisy: each line says how busy other processes were.
 """
 
@@ -120,8 +120,7 @@ def sweep_decode(refs, options: dict, repeat: int) -> tuple[float, float, float,
     Returns (decode seconds per audio second, phone %, viseme %, other processes' CPU as a
     fraction of a core while decoding).
     """
-    model = os.path.join(speech._model_dir(), "en-us-phone.lm.bin")
-    decoder = speech._decoder(allphone=model, **options)
+    decoder = speech.new_phone_decoder(**options)
     totals = np.zeros(4)
     spent = other = audio = 0.0
     for pcm, ref, n in refs.values():
@@ -129,7 +128,7 @@ def sweep_decode(refs, options: dict, repeat: int) -> tuple[float, float, float,
         for _ in range(repeat):
             b0, c0 = _busy_s(), time.process_time()
             t0 = time.perf_counter()
-            found = speech._recognise_phones(decoder, pcm)  # reinit_feat: as a fresh decoder
+            found = [(speech._label(w), s, e) for w, s, e in decoder.decode(pcm)]  # as by a fresh decoder
             w = time.perf_counter() - t0
             best = min(best, (w, max(0.0, _busy_s() - b0 - (time.process_time() - c0))))
         spent += best[0]
@@ -258,7 +257,7 @@ def main() -> None:
                 for chunk_s in args.chunk_s:
                     for workers in (1, 2):
                         line = shipped(files, args.repeat, chunk_s=chunk_s, workers=workers)
-                        print(f"{label:8s} chunk {chunk_s:4.0f} s, {workers} worker(s): {line}", flush=True)
+                        print(f"{label:8s} chunk {chunk_s:4.0f} s, {workers} thread(s): {line}", flush=True)
 
 
 if __name__ == "__main__":

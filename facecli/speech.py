@@ -8,10 +8,12 @@ Phones come from pocketsphinx with the English models its wheel ships (acoustic 
 CMU dictionary, phone language model); nothing is downloaded.
 
 * Without a transcript: phone recognition ("allphone" search with the phone LM), run
-  chunk by chunk; each chunk ends at the quietest 10 ms frame of its second half, so cuts
-  fall in pauses. Each chunk is decoded on its own (as by a fresh decoder), so from
-  ``PARALLEL_MIN_S`` of speech chunks on they are decoded in worker processes, one per CPU
-  core up to ``MAX_RECOGNITION_WORKERS``, with the same result as one by one.
+  chunk by chunk; each chunk ends at the quietest 10 ms frame of its second half, and the
+  last piece, if longer than ``SPLIT_LAST_MIN_S``, is cut in two at the quietest frame of
+  its middle half, so cuts fall in pauses and even a short clip has two chunks. Each chunk
+  is decoded on its own (as by a fresh decoder), in threads, one per CPU core up to
+  ``MAX_RECOGNITION_WORKERS`` (the decoders release the GIL: facecli.sphinx), with the same
+  result as one by one.
 * With a transcript: forced alignment (word pass, then a phone/state pass). The whole
   utterance must be decoded at once, so this is limited to ``MAX_ALIGN_S`` (120 s) of audio;
   longer audio with a transcript raises UsageError (split the audio and the text).
@@ -33,21 +35,19 @@ Contours, one value per 10 ms frame (frame t covers samples [160 t, 160 t + 160)
 
 from __future__ import annotations
 
-import json
-import functools
 import multiprocessing
 import os
+import queue
 import re
-import select
-import signal
-import subprocess
-import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import sphinx
 from .errors import BackendUnavailable, InputError, UsageError
 from .media import _check_file, _ffmpeg_input, ffmpeg_exe, ffmpeg_output
 
@@ -56,8 +56,8 @@ FRAME_RATE_HZ = 100.0  # pocketsphinx's frame rate, and that of every contour
 HOP = SAMPLE_RATE_HZ // 100  # samples per 10 ms frame
 MAX_ALIGN_S = 120.0  # forced alignment decodes the whole audio at once
 CHUNK_S = 10.0  # analysis chunk: bounds memory; several chunks let recognition use several cores
+SPLIT_LAST_MIN_S = 2.0  # a last piece this long is cut in two (both cores work on a short clip)
 MAX_RECOGNITION_WORKERS = 2
-PARALLEL_MIN_S = 15.0  # less audio is recognised in-process: a worker takes ~0.9 s CPU to start
 READ_BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second per pipe read
 
 PITCH_MIN_HZ = 60.0
@@ -250,35 +250,60 @@ def _model_dir() -> str:
     return os.path.join(pocketsphinx.get_model_path(), "en-us")
 
 
+def _model_options() -> dict:
+    return dict(hmm=os.path.join(_model_dir(), "en-us"), loglevel="FATAL", lm=None)
+
+
 def _decoder(**options: object):
     import pocketsphinx
 
-    return pocketsphinx.Decoder(hmm=os.path.join(_model_dir(), "en-us"), loglevel="FATAL", lm=None, **options)
+    return pocketsphinx.Decoder(**_model_options(), **options)
 
 
-@functools.cache
-def _phone_decoder():
-    """One phone decoder per process, built on first use (~0.4 s: the models load) and reused:
-    each chunk starts from a clean state (_recognise_phones), so files do not affect each other."""
+# Phone recognition settings. Context-dependent phones (allphone_ci=False) and a low LM weight: on
+# the three test clips this finds 76-79% of the transcript phones, against 48-73% with the
+# context-independent default. Speed is set by pbeam: a phone HMM whose best state falls pbeam
+# below the frame's best is dropped, and the cost is the phone exits times their successor links.
+# On the test clips (benchmarks/speech_speed.py, one core; viseme agreement with forced alignment
+# per 10 ms):
+#   beam = pbeam = 1e-14 (before):   0.58 s per audio second, viseme 82.0%, variants 70.1%
+#   beam 1e-30, pbeam 1e-8:          0.16 s/s, 83.6%, 70.6%
+#   beam 1e-30, pbeam 1e-7 (chosen): 0.13 s/s, 82.4%, 69.9%
+#   beam 1e-30, pbeam 1e-6 / 1e-5:   0.10 / 0.08 s/s, 81.0 / 73.0%, 67.9 / 64.3%
+#   context-independent, lw 2 or 3:  0.04 s/s, 77.7-79.5%, 64-65%
+# (variants: the clips with the voice 10% higher and lower, 25% faster, and white noise at
+# 15 dB SNR). ds 2 loses 8 points of viseme agreement for a few % of time; topn, maxhmmpf and
+# fwdflat/bestpath save little or nothing. beam only gates entry into a phone (LM score
+# included) and costs little, so it is wide: where lw times the LM penalty of the next phone
+# exceeds beam or pbeam, the search cannot leave the current phone (beam 1e-10, or lw 3 with
+# pbeam 1e-7, stay in one phone for seconds on some clips).
+PHONE_SEARCH = dict(allphone_ci=False, beam=1e-30, pbeam=1e-7, lw=2.0)
+
+_idle_phone_decoders: queue.SimpleQueue = queue.SimpleQueue()
+
+
+def phone_decoder_options(**search: object) -> dict:
+    """pocketsphinx options of the phone decoder; ``search`` overrides PHONE_SEARCH."""
     model = os.path.join(_model_dir(), "en-us-phone.lm.bin")
-    # Context-dependent phones (allphone_ci=False) and a low LM weight: on the three test clips this
-    # finds 76-79% of the transcript phones, against 48-73% with the context-independent default.
-    # Speed is set by pbeam: a phone HMM whose best state falls pbeam below the frame's best is
-    # dropped, and the cost is the phone exits times their successor links. On the test clips
-    # (benchmarks/speech_speed.py, one core; viseme agreement with forced alignment per 10 ms):
-    #   beam = pbeam = 1e-14 (before):   0.58 s per audio second, viseme 82.0%, variants 70.1%
-    #   beam 1e-30, pbeam 1e-8:          0.16 s/s, 83.6%, 70.6%
-    #   beam 1e-30, pbeam 1e-7 (chosen): 0.13 s/s, 82.4%, 69.9%
-    #   beam 1e-30, pbeam 1e-6 / 1e-5:   0.10 / 0.08 s/s, 81.0 / 73.0%, 67.9 / 64.3%
-    #   context-independent, lw 2 or 3:  0.04 s/s, 77.7-79.5%, 64-65%
-    # (variants: the clips with the voice 10% higher and lower, 25% faster, and white noise at
-    # 15 dB SNR). ds 2 loses 8 points of viseme agreement for a few % of time; topn, maxhmmpf and
-    # fwdflat/bestpath save little or nothing. beam only gates entry into a phone (LM score
-    # included) and costs little, so it is wide: where lw times the LM penalty of the next phone
-    # exceeds beam or pbeam, the search cannot leave the current phone (beam 1e-10, or lw 3 with
-    # pbeam 1e-7, stay in one phone for seconds on some clips). Whole-file times add ~0.4 s to
-    # build the decoder.
-    return _decoder(allphone=model, allphone_ci=False, beam=1e-30, pbeam=1e-7, lw=2.0)
+    return {**_model_options(), "allphone": model, **PHONE_SEARCH, **search}
+
+
+def new_phone_decoder(**search: object):
+    """A phone decoder (~0.4 s: the models load)."""
+    return sphinx.new_decoder(**phone_decoder_options(**search))
+
+
+def _recognise_chunk(pcm: np.ndarray) -> list[tuple[str, int, int]]:
+    """Phones of one chunk, decoded as by a fresh decoder. Decoders are kept for reuse, one per
+    thread that has run at once: a later file (a batch) does not load the models again."""
+    try:
+        decoder = _idle_phone_decoders.get_nowait()
+    except queue.Empty:
+        decoder = new_phone_decoder()
+    try:
+        return [(_label(word), start, end) for word, start, end in decoder.decode(pcm)]
+    finally:
+        _idle_phone_decoders.put(decoder)
 
 
 def _label(name: str) -> str:
@@ -311,29 +336,8 @@ def _tile(spans: list[tuple[str, int, int]], n_frames: int) -> list[tuple[str, i
     return merged
 
 
-def _recognise_phones(decoder, pcm: np.ndarray) -> list[tuple[str, int, int]]:
-    decoder.reinit_feat()  # forget the last chunk's noise estimate: each chunk decodes as if alone
-    decoder.start_utt()
-    decoder.process_raw(pcm.astype("<i2").tobytes(), full_utt=True)
-    decoder.end_utt()
-    return [(_label(s.word), s.start_frame, s.end_frame + 1) for s in decoder.seg() or []]  # None: nothing heard
-
-
-def _serve_recognition() -> None:
-    """A recognition worker (see _Recogniser): reads chunks from stdin (8-byte little-endian
-    length, then int16 samples), writes each chunk's spans to stdout as one JSON line."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints (a library's) go to stderr, not into the replies
-    decoder = _phone_decoder()
-    while header := sys.stdin.buffer.read(8):
-        data = sys.stdin.buffer.read(int.from_bytes(header, "little"))
-        out.write(json.dumps(_recognise_phones(decoder, np.frombuffer(data, "<i2"))).encode() + b"\n")
-        out.flush()
-
-
 def _default_workers() -> int:
-    """One worker per usable core up to MAX_RECOGNITION_WORKERS; 1 inside a worker process
+    """One thread per usable core up to MAX_RECOGNITION_WORKERS; 1 inside a worker process
     (a batch already runs one file per core)."""
     if multiprocessing.parent_process() is not None:
         return 1
@@ -344,145 +348,36 @@ def _default_workers() -> int:
     return max(1, min(MAX_RECOGNITION_WORKERS, cores))
 
 
-class _Worker:
-    """A Python subprocess running _serve_recognition, one chunk in flight at a time.
-
-    A plain subprocess rather than multiprocessing: nothing of the caller (its __main__
-    module, threads, open files) is re-imported or inherited.
-    """
-
-    def __init__(self) -> None:
-        root = str(Path(__file__).resolve().parents[1])  # this copy of facecli
-        code = f"import sys; sys.path.insert(0, {root!r}); import facecli.speech as s; s._serve_recognition()"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-
-    def send(self, pcm: np.ndarray) -> None:
-        data = pcm.astype("<i2").tobytes()
-        self.proc.stdin.write(len(data).to_bytes(8, "little") + data)
-        self.proc.stdin.flush()
-
-    def receive(self) -> list[tuple[str, int, int]]:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise EOFError("recognition worker exited")
-        return [(lab, s, e) for lab, s, e in json.loads(line)]
-
-    def stop(self, wait: bool) -> None:
-        try:
-            self.proc.stdin.close()  # end of input: the worker exits
-        except OSError:
-            pass
-        if wait:
-            try:
-                self.proc.wait(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-
-
 class _Recogniser:
-    """Phone recognition of the voiced chunks of one file; in parallel when there are several
-    chunks and ``workers`` > 1.
-
-    Chunks are held back until there are two or more adding up to PARALLEL_MIN_S of audio:
-    less is decoded here, where the workers' start-up would cost more than they save. Then
-    ``workers`` worker processes start and each chunk goes to the first idle one, so at
-    most ``workers`` chunks are in flight (memory stays bounded) and a worker's reply is
-    always read before it gets more. A chunk whose worker cannot start or dies is decoded
-    here. ``close`` always stops the workers.
-
-    Measured with 2 workers on 2 cores (benchmarks/speech_speed.py, 10 s chunks; wall seconds
-    per audio second for the whole analysis, serial -> parallel): 62 s of speech 0.142 ->
-    0.089, 31 s 0.148 -> 0.11; 5-7 s clips were slower in parallel (0.20 -> 0.24-0.31).
+    """Phone recognition of the voiced chunks of one file, ``workers`` chunks at a time in
+    threads (the decoders release the GIL: facecli.sphinx). Each chunk decodes as by a fresh
+    decoder, so the result does not depend on ``workers``. A new chunk waits until fewer than
+    ``workers`` are decoding (memory stays bounded: a decoded chunk keeps only its phones);
+    ``close`` cancels what has not started and waits for the rest.
     """
 
     def __init__(self, workers: int) -> None:
-        # Workers need a Python interpreter to start (not a frozen app) and select() on pipes.
-        usable = bool(sys.executable) and not getattr(sys, "frozen", False) and os.name == "posix"
-        self.n_workers = workers if usable else 1
-        self.workers: list[_Worker] | None = None  # started once PARALLEL_MIN_S of audio is held
-        self.busy: dict[_Worker, tuple[int, np.ndarray]] = {}  # worker -> its chunk (offset, pcm)
-        self.held: list[tuple[int, np.ndarray]] = []
-        self.decoder = None
-        self.spans: list[tuple[str, int, int]] = []
-
-    def _record(self, offset: int, pcm: np.ndarray, found: list[tuple[str, int, int]] | None) -> None:
-        if found is None:  # no worker for it
-            if self.decoder is None:
-                self.decoder = _phone_decoder()
-            found = _recognise_phones(self.decoder, pcm)
-        n = -(-len(pcm) // HOP)
-        self.spans.extend((lab, s + offset, e + offset) for lab, s, e in _tile(found, n))
-
-    def _drop(self, worker: _Worker) -> None:
-        worker.stop(wait=False)
-        self.workers.remove(worker)
-
-    def _wait(self) -> None:
-        """Read the replies of the busy workers that have finished (at least one)."""
-        ready, _, _ = select.select([w.proc.stdout for w in self.busy], [], [])
-        for worker in [w for w in self.busy if w.proc.stdout in ready]:
-            offset, pcm = self.busy.pop(worker)
-            try:
-                found = worker.receive()
-            except (OSError, EOFError, ValueError):
-                self._drop(worker)
-                found = None
-            self._record(offset, pcm, found)
-
-    def _send(self, offset: int, pcm: np.ndarray) -> None:
-        while self.workers:
-            idle = [w for w in self.workers if w not in self.busy]
-            if not idle:
-                self._wait()
-                continue
-            try:
-                idle[0].send(pcm)
-            except OSError:
-                self._drop(idle[0])
-                continue
-            self.busy[idle[0]] = (offset, pcm)
-            return
-        self._record(offset, pcm, None)
+        self.workers = workers if sphinx.releases_gil() else 1
+        self.pool = ThreadPoolExecutor(self.workers, "facecli-phones") if self.workers > 1 else None
+        self.chunks: list[tuple[int, int, Future]] = []  # (offset frames, frames, phones), in order
 
     def add(self, offset: int, pcm: np.ndarray) -> None:
-        if self.n_workers <= 1:
-            self._record(offset, pcm, None)
-            return
-        if self.workers is not None:
-            self._send(offset, pcm)
-            return
-        self.held.append((offset, pcm))
-        if len(self.held) > 1 and sum(len(p) for _, p in self.held) >= PARALLEL_MIN_S * SAMPLE_RATE_HZ:
-            self.workers = []
-            for _ in range(self.n_workers):
-                try:
-                    self.workers.append(_Worker())
-                except OSError:
-                    pass  # its chunks are decoded here
-            held, self.held = self.held, []
-            for chunk in held:
-                self._send(*chunk)
+        if self.pool is None:
+            future: Future = Future()
+            future.set_result(_recognise_chunk(pcm))
+        else:
+            decoding = [f for _, _, f in self.chunks if not f.done()]
+            if len(decoding) >= self.workers:
+                wait(decoding, return_when=FIRST_COMPLETED)
+            future = self.pool.submit(_recognise_chunk, pcm)
+        self.chunks.append((offset, -(-len(pcm) // HOP), future))
 
     def finish(self) -> list[tuple[str, int, int]]:
-        held, self.held = self.held, []
-        for offset, pcm in held:
-            self._record(offset, pcm, None)
-        while self.busy:
-            self._wait()
-        return self.spans
+        return [(lab, s + offset, e + offset) for offset, n, f in self.chunks for lab, s, e in _tile(f.result(), n)]
 
     def close(self) -> None:
-        clean = not self.busy  # else stopped early (an error, Ctrl-C): do not wait for the workers
-        for worker in self.workers or []:
-            worker.stop(wait=clean)
-        self.workers = []
-        self.busy.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)  # waits for at most the chunks decoding
 
 
 def normalise_transcript(text: str) -> list[str]:
@@ -531,25 +426,36 @@ def _align(pcm: np.ndarray, words: list[str], path: Path) -> tuple[list[tuple[st
 # --------------------------------------------------------------------------- analysis
 
 
-def _cut_point(level_db: np.ndarray) -> int:
-    """Frame index (>= half the chunk) of the quietest frame: where a chunk ends."""
-    half = len(level_db) // 2
-    return half + int(np.argmin(level_db[half:]))
+def _quietest_frame(level_db: np.ndarray, start_fraction: float, end_fraction: float) -> int:
+    """Index of the quietest frame between the two fractions of the piece: where it is cut."""
+    start, end = int(start_fraction * len(level_db)), max(int(end_fraction * len(level_db)), 1)
+    return start + int(np.argmin(level_db[start:end]))
+
+
+def _level(pcm: np.ndarray) -> np.ndarray:
+    return loudness_db(pcm.astype(np.float32) / 32768.0)
+
+
+class AnalysisStopped(Exception):
+    """analyse_speech's ``stop`` event was set: nothing is returned."""
 
 
 def analyse_speech(
-    path: str | Path, transcript: str | None = None, chunk_s: float = CHUNK_S, workers: int | None = None
+    path: str | Path, transcript: str | None = None, chunk_s: float = CHUNK_S, workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> SpeechAnalysis:
     """Phones, words (with a transcript), loudness, voice activity and pitch of any audio.
 
     Streams the audio in chunks of about ``chunk_s`` seconds cut at the quietest frame of
-    each chunk's second half, so memory is bounded by the chunk (plus the per-frame
-    contours, 4 bytes x 3 per 10 ms, and a few chunks waiting for recognition). Without a
-    transcript, once PARALLEL_MIN_S of chunks with speech have come, they are recognised by
-    ``workers`` processes (default: one per core, at most MAX_RECOGNITION_WORKERS; 1 inside
-    a multiprocessing worker); the result does not depend on ``workers``. With a transcript the whole audio is aligned at once, which is limited
-    to MAX_ALIGN_S seconds (UsageError beyond). Silence is not an error: the phones are then
-    one SIL span and no frame is voiced.
+    each chunk's second half (the last piece, from SPLIT_LAST_MIN_S on, in two at the
+    quietest frame of its middle half), so memory is bounded by the chunk (plus the
+    per-frame contours, 4 bytes x 3 per 10 ms, and ``workers`` chunks in recognition).
+    Without a transcript the chunks are recognised by ``workers`` threads (default: one per
+    core, at most MAX_RECOGNITION_WORKERS; 1 inside a multiprocessing worker); the result
+    does not depend on ``workers``. With a transcript the whole audio is aligned at once,
+    which is limited to MAX_ALIGN_S seconds (UsageError beyond). Silence is not an error:
+    the phones are then one SIL span and no frame is voiced. Setting ``stop`` (from another
+    thread) ends the analysis within about a second: it raises AnalysisStopped.
     """
     if chunk_s <= 0:
         raise UsageError(f"chunk_s must be positive, got {chunk_s}")
@@ -592,6 +498,8 @@ def analyse_speech(
     try:
         buffer = np.zeros(0, dtype=np.int16)
         for block in _iter_pcm(path):
+            if stop is not None and stop.is_set():
+                raise AnalysisStopped(str(path))
             total += len(block)
             if words_in is not None:
                 kept_samples += len(block)
@@ -604,11 +512,13 @@ def analyse_speech(
                 kept.append(block)
             buffer = np.concatenate([buffer, block])
             while len(buffer) >= chunk_samples:
-                head = buffer[:chunk_samples]
-                cut = _cut_point(loudness_db(head.astype(np.float32) / 32768.0)) * HOP
-                cut = max(cut, HOP)
+                cut = max(_quietest_frame(_level(buffer[:chunk_samples]), 0.5, 1.0), 1) * HOP
                 analyse_chunk(buffer[:cut])
                 buffer = buffer[cut:]
+        if len(buffer) >= SPLIT_LAST_MIN_S * SAMPLE_RATE_HZ:
+            cut = _quietest_frame(_level(buffer), 0.25, 0.75) * HOP
+            analyse_chunk(buffer[:cut])
+            buffer = buffer[cut:]
         if len(buffer):
             analyse_chunk(buffer)
         if recogniser is not None:

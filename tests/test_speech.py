@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import threading
 import wave
 from collections import Counter
 from pathlib import Path
@@ -175,36 +174,46 @@ def serial_0870() -> SpeechAnalysis:
     return analyse_speech(CLIP_0870, chunk_s=3.0, workers=1)
 
 
+def recorded_chunks(monkeypatch) -> list[tuple[str, int]]:
+    """(thread name, samples) of each chunk recognised from now on."""
+    seen = []
+    recognise = speech._recognise_chunk
+
+    def recording(pcm: np.ndarray):
+        seen.append((threading.current_thread().name, len(pcm)))
+        return recognise(pcm)
+
+    monkeypatch.setattr(speech, "_recognise_chunk", recording)
+    return seen
+
+
 def test_parallel_recognition_matches_serial(monkeypatch, serial_0870):
-    started = []
-
-    class Recorded(speech._Worker):
-        def __init__(self) -> None:
-            super().__init__()
-            started.append(self)
-
-    monkeypatch.setattr(speech, "PARALLEL_MIN_S", 2.0)  # workers for this 7 s clip (3 chunks)
-    monkeypatch.setattr(speech, "_Worker", Recorded)
+    chunks = recorded_chunks(monkeypatch)
     a = analyse_speech(CLIP_0870, chunk_s=3.0, workers=2)
-    assert len(started) == 2
-    assert all(w.proc.poll() is not None for w in started)  # stopped: no process outlives the call
+    assert len({name for name, _ in chunks if name.startswith("facecli-phones")}) == 2  # two threads decoded
     assert a.phones == serial_0870.phones  # each chunk decodes as if alone, wherever it runs
     assert_tiles(a)
     assert sum(p.label != "SIL" for p in a.phones) > 40
+    assert not [t for t in threading.enumerate() if t.name.startswith("facecli-phones")]  # none outlives the call
 
 
-def test_recognition_survives_dead_workers(monkeypatch, serial_0870):
-    class Dead(speech._Worker):
-        def __init__(self) -> None:  # a worker that exits at once: its chunks are decoded in-process
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "pass"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+def test_a_short_clip_is_cut_in_two_in_a_pause(monkeypatch):
+    """Both cores work on a 3 s clip: it is recognised in two chunks, cut where it is quiet."""
+    chunks = recorded_chunks(monkeypatch)
+    a = analyse_speech(CLIP_0880, workers=1)
+    assert len(chunks) == 2
+    cut_frame = chunks[0][1] // speech.HOP
+    assert 0.25 * len(a.loudness_db) <= cut_frame <= 0.75 * len(a.loudness_db)
+    assert a.loudness_db[cut_frame] <= np.percentile(a.loudness_db, 20)  # a pause, not a word
 
-    monkeypatch.setattr(speech, "PARALLEL_MIN_S", 2.0)
-    monkeypatch.setattr(speech, "_Worker", Dead)
-    a = analyse_speech(CLIP_0870, chunk_s=3.0, workers=2)
-    assert a.phones == serial_0870.phones
+
+def test_stop_ends_the_analysis(monkeypatch):
+    stop = threading.Event()
+    stop.set()
+    chunks = recorded_chunks(monkeypatch)
+    with pytest.raises(speech.AnalysisStopped):
+        analyse_speech(CLIP_0870, stop=stop)
+    assert not chunks
 
 
 def test_silence_is_not_an_error(tmp_path):

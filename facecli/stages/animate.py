@@ -10,7 +10,8 @@ same speech can drive other renderers.
 
 from __future__ import annotations
 
-import functools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,20 @@ def _motion_header(portrait_path: Path, audio: Path, options: AnimateOptions, sp
     return header
 
 
-@functools.lru_cache(maxsize=2)
-def _speech(audio: str, sha256_quick: str, transcript: str | None) -> SpeechAnalysis:
-    """Speech analysis, once per audio file (and transcript) in a batch of portraits; the hash
-    keeps a changed file from being served stale."""
-    return analyse_speech(audio, transcript)
+_SPEECH_KEPT = 2  # analyses kept for the next portraits of a batch
+_speech_kept: dict[tuple[str, str, str | None], SpeechAnalysis] = {}
+
+
+def _speech(audio: Path, transcript: str | None, stop: threading.Event) -> SpeechAnalysis:
+    """Speech analysis, once per audio file (and transcript) in a batch of portraits; the
+    content hash keeps a changed file from being served stale."""
+    key = (str(audio.resolve()), formats.quick_hash(audio) if audio.is_file() else "", transcript)
+    if key not in _speech_kept:
+        analysis = analyse_speech(audio, transcript, stop=stop)
+        while len(_speech_kept) >= _SPEECH_KEPT:
+            del _speech_kept[next(iter(_speech_kept))]  # the oldest
+        _speech_kept[key] = analysis
+    return _speech_kept[key]
 
 
 def animate_file(source: Path, output: Path, options: AnimateOptions, preview: Path | None = None,
@@ -107,8 +117,17 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
     The motion file is written last: resume takes it as the proof that the job is complete.
     """
     audio = Path(options.audio)
-    portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
-    speech = _speech(str(audio.resolve()), formats.quick_hash(audio) if audio.is_file() else "", options.transcript)
+    # The speech is analysed while the portrait's landmarks are found: both run mostly in
+    # native code that releases the GIL (pocketsphinx through facecli.sphinx, MediaPipe).
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, "facecli-speech") as pool:
+        speech_job = pool.submit(_speech, audio, options.transcript, stop)
+        try:
+            portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
+        except BaseException:
+            stop.set()  # the portrait's error is the one to report, without waiting for the speech
+            raise
+        speech = speech_job.result()
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
     cues = Path(options.cues) if options.cues else None
     with all_or_nothing(output, live_link_path(output), motion_path(output), *filter(None, [cues])):

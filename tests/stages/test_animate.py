@@ -19,8 +19,9 @@ from facecli.errors import InputError, NoFaceFound
 from facecli.face_rig import RIGHT_LOWER_LID, RIGHT_UPPER_LID
 from facecli.formats import read_table
 from facecli.lipsync import mouth_aperture_px, score_lip_sync
-from facecli.speech import SpeechAnalysis, analyse_speech
+from facecli.speech import AnalysisStopped, SpeechAnalysis, analyse_speech
 from facecli.portrait import load_portrait
+from facecli.stages import animate as animate_stage
 from facecli.stages.animate import animate, motion_path
 from tests.conftest import ASTRONAUT, CLIPS, concatenate_wavs, write_wav
 from tests.measures import shape_error
@@ -143,6 +144,43 @@ def test_bad_inputs(bad_media, tmp_path, case, error, words):
     with pytest.raises(error, match=words):
         animate(portrait, audio, out)
     assert not out.exists() and not motion_path(out).exists()
+
+
+def test_a_faceless_portrait_stops_the_speech_analysis(bad_media, tmp_path, monkeypatch):
+    """The speech is analysed while the portrait loads; the portrait's error stops it at once."""
+    outcome = []
+
+    def analysis_that_waits(audio, transcript=None, stop=None):
+        stop.wait(30.0)  # as if the audio were long: still running when the portrait fails
+        try:
+            return analyse_speech(audio, transcript, stop=stop)
+        except AnalysisStopped:
+            outcome.append("stopped")
+            raise
+
+    monkeypatch.setattr(animate_stage, "analyse_speech", analysis_that_waits)
+    monkeypatch.setattr(animate_stage, "_speech_kept", {})  # not served from an earlier test's analysis
+    with pytest.raises(NoFaceFound):
+        animate(bad_media["wall"], CLIPS["0880"][0], tmp_path / "out.mp4")
+    assert outcome == ["stopped"]
+
+
+def test_a_batch_analyses_each_audio_once(tmp_path, monkeypatch):
+    calls = []
+
+    def counted(audio, transcript=None, stop=None):
+        calls.append(Path(audio).name)
+        return analyse_speech(audio, transcript, stop=stop)
+
+    monkeypatch.setattr(animate_stage, "analyse_speech", counted)
+    monkeypatch.setattr(animate_stage, "_speech_kept", {})
+    audio = write_wav(tmp_path / "speech.wav", np.zeros(16000))
+    for i in range(2):
+        animate(ASTRONAUT, audio, tmp_path / f"first{i}.mp4", motion_only=True)
+    assert calls == ["speech.wav"]
+    write_wav(audio, np.zeros(24000))  # the file changed: analysed again
+    motion = animate(ASTRONAUT, audio, tmp_path / "changed.mp4", motion_only=True)
+    assert calls == ["speech.wav"] * 2 and len(motion) == 38  # 1.5 s at 25 frames/s
 
 
 def test_odd_sized_portrait_gives_an_even_video_of_its_own_size(tmp_path):
