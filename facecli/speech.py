@@ -354,6 +354,10 @@ class _Recogniser:
     decoder, so the result does not depend on ``workers``. A new chunk waits until fewer than
     ``workers`` are decoding (memory stays bounded: a decoded chunk keeps only its phones);
     ``close`` cancels what has not started and waits for the rest.
+
+    Measured on 2 cores (benchmarks/speech_speed.py; wall seconds per audio second for the
+    whole analysis, 1 -> 2 threads): the three 3-7 s clips 0.134 -> 0.093, 31 s 0.131 ->
+    0.068, 62 s 0.132 -> 0.069.
     """
 
     def __init__(self, workers: int) -> None:
