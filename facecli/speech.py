@@ -293,17 +293,22 @@ def new_phone_decoder(**search: object):
     return sphinx.new_decoder(**phone_decoder_options(**search))
 
 
+def recognise_phones(decoder, pcm: np.ndarray) -> list[tuple[str, int, int]]:
+    """(label, first frame, end frame) of the phones a phone decoder hears in int16 ``pcm``."""
+    return [(_label(word), start, end) for word, start, end in decoder.decode(pcm)]
+
+
 def _recognise_chunk(pcm: np.ndarray) -> list[tuple[str, int, int]]:
     """Phones of one chunk, decoded as by a fresh decoder. Decoders are kept for reuse, one per
-    thread that has run at once: a later file (a batch) does not load the models again."""
+    thread that has run at once: a later file (a batch) does not load the models again. A
+    decoder whose decoding failed is dropped."""
     try:
         decoder = _idle_phone_decoders.get_nowait()
     except queue.Empty:
         decoder = new_phone_decoder()
-    try:
-        return [(_label(word), start, end) for word, start, end in decoder.decode(pcm)]
-    finally:
-        _idle_phone_decoders.put(decoder)
+    found = recognise_phones(decoder, pcm)
+    _idle_phone_decoders.put(decoder)
+    return found
 
 
 def _label(name: str) -> str:
@@ -373,6 +378,8 @@ class _Recogniser:
             decoding = [f for _, _, f in self.chunks if not f.done()]
             if len(decoding) >= self.workers:
                 wait(decoding, return_when=FIRST_COMPLETED)
+            for done in (f for _, _, f in self.chunks if f.done()):
+                done.result()  # a chunk that failed stops the file now
             future = self.pool.submit(_recognise_chunk, pcm)
         self.chunks.append((offset, -(-len(pcm) // HOP), future))
 
@@ -444,6 +451,11 @@ class AnalysisStopped(Exception):
     """analyse_speech's ``stop`` event was set: nothing is returned."""
 
 
+def _check_stop(stop: threading.Event | None, path: Path) -> None:
+    if stop is not None and stop.is_set():
+        raise AnalysisStopped(str(path))
+
+
 def analyse_speech(
     path: str | Path, transcript: str | None = None, chunk_s: float = CHUNK_S, workers: int | None = None,
     stop: threading.Event | None = None,
@@ -459,7 +471,8 @@ def analyse_speech(
     does not depend on ``workers``. With a transcript the whole audio is aligned at once,
     which is limited to MAX_ALIGN_S seconds (UsageError beyond). Silence is not an error:
     the phones are then one SIL span and no frame is voiced. Setting ``stop`` (from another
-    thread) ends the analysis within about a second: it raises AnalysisStopped.
+    thread) ends the analysis within about a second (a forced alignment under way runs to
+    its end): it raises AnalysisStopped.
     """
     if chunk_s <= 0:
         raise UsageError(f"chunk_s must be positive, got {chunk_s}")
@@ -502,8 +515,7 @@ def analyse_speech(
     try:
         buffer = np.zeros(0, dtype=np.int16)
         for block in _iter_pcm(path):
-            if stop is not None and stop.is_set():
-                raise AnalysisStopped(str(path))
+            _check_stop(stop, path)
             total += len(block)
             if words_in is not None:
                 kept_samples += len(block)
@@ -535,6 +547,7 @@ def analyse_speech(
     n_frames = offset_frames
     words: list[Word] = []
     if words_in is not None:
+        _check_stop(stop, path)
         pcm = np.concatenate(kept)
         if np.concatenate(voiced_parts).any():
             found, words = _align(pcm, words_in, path)

@@ -4,8 +4,9 @@ pocketsphinx's Python binding holds the GIL while it decodes, so threads gain no
 it. Its extension module also exports the library's public C API (``ps_init``,
 ``ps_process_raw``, ...); called through ctypes, which drops the GIL for the length of a
 foreign call, the same decoder decodes in parallel threads. The configuration is made by
-the binding (``pocketsphinx.Config``) and handed over as JSON, so both build the very same
-decoder: ``PhoneDecoder.decode`` gives exactly what ``pocketsphinx.Decoder`` gives (tested).
+the binding (``pocketsphinx.Config``) and copied value by value with its type (JSON would
+round floats to 6 digits), so both build the very same decoder: ``PhoneDecoder.decode``
+gives exactly what ``pocketsphinx.Decoder`` gives (tested).
 
 Where the C API cannot be reached (a build that exports no symbols, as Windows' ``.pyd``
 files), ``new_decoder`` returns the binding's decoder behind the same ``decode`` method;
@@ -23,7 +24,11 @@ from .errors import BackendUnavailable
 
 _VOID, _TEXT, _INT = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
 _SIGNATURES = {  # name: (return type, argument types), from pocketsphinx.h (5.x)
-    "ps_config_parse_json": (_VOID, [_VOID, _TEXT]),
+    "ps_config_init": (_VOID, [_VOID]),
+    "ps_config_set_bool": (_VOID, [_VOID, _TEXT, _INT]),
+    "ps_config_set_int": (_VOID, [_VOID, _TEXT, ctypes.c_long]),
+    "ps_config_set_float": (_VOID, [_VOID, _TEXT, ctypes.c_double]),
+    "ps_config_set_str": (_VOID, [_VOID, _TEXT, _TEXT]),
     "ps_config_free": (_INT, [_VOID]),
     "ps_init": (_VOID, [_VOID]),
     "ps_free": (_INT, [_VOID]),
@@ -35,6 +40,7 @@ _SIGNATURES = {  # name: (return type, argument types), from pocketsphinx.h (5.x
     "ps_seg_next": (_VOID, [_VOID]),
     "ps_seg_word": (_TEXT, [_VOID]),
     "ps_seg_frames": (None, [_VOID, ctypes.POINTER(_INT), ctypes.POINTER(_INT)]),
+    "ps_seg_free": (None, [_VOID]),
 }
 
 Segment = tuple[str, int, int]  # word (or phone), first frame, end frame (exclusive), 10 ms frames
@@ -43,14 +49,14 @@ Segment = tuple[str, int, int]  # word (or phone), first frame, end frame (exclu
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """pocketsphinx's extension module as a C library, or None where it exports no C API."""
-    from pocketsphinx import _pocketsphinx
-
     try:
+        from pocketsphinx import _pocketsphinx
+
         lib = ctypes.CDLL(_pocketsphinx.__file__)
         for name, (result, arguments) in _SIGNATURES.items():
             function = getattr(lib, name)
             function.restype, function.argtypes = result, arguments
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return None
     return lib
 
@@ -59,14 +65,29 @@ def releases_gil() -> bool:
     return _library() is not None
 
 
+def _c_config(lib: ctypes.CDLL, options: dict) -> int:
+    """A C configuration holding every value of ``pocketsphinx.Config(**options)``, typed."""
+    import pocketsphinx
+
+    setters = {bool: lib.ps_config_set_bool, int: lib.ps_config_set_int, float: lib.ps_config_set_float,
+               str: lib.ps_config_set_str}
+    config = lib.ps_config_init(None)
+    for name, value in pocketsphinx.Config(**options).items():
+        key = name.encode()
+        if value is None:  # unset (as lm=None: no word language model)
+            lib.ps_config_set_str(config, key, None)
+        elif not setters[type(value)](config, key, value.encode() if isinstance(value, str) else value):
+            lib.ps_config_free(config)
+            raise BackendUnavailable(f"pocketsphinx rejected the setting {name}={value!r}")
+    return config
+
+
 class PhoneDecoder:
     """A pocketsphinx decoder driven through the C API. One thread at a time per decoder."""
 
-    def __init__(self, config_json: str) -> None:
+    def __init__(self, options: dict) -> None:
         self._lib = _library()
-        config = self._lib.ps_config_parse_json(None, config_json.encode())
-        if not config:
-            raise BackendUnavailable("pocketsphinx rejected the decoder settings")
+        config = _c_config(self._lib, options)
         self._ps = self._lib.ps_init(config)
         self._lib.ps_config_free(config)  # the decoder keeps its own reference
         if not self._ps:
@@ -79,16 +100,27 @@ class PhoneDecoder:
         lib.ps_reinit_feat(ps, None)  # forget the last utterance's noise and cepstral mean estimates
         if lib.ps_start_utt(ps) < 0:
             raise RuntimeError("pocketsphinx could not start an utterance")
-        processed = lib.ps_process_raw(ps, samples.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)), samples.size, 0, 1)
-        if lib.ps_end_utt(ps) < 0 or processed < 0:
+        try:
+            processed = lib.ps_process_raw(ps, samples.ctypes.data_as(ctypes.POINTER(ctypes.c_int16)),
+                                           samples.size, 0, 1)
+        finally:
+            ended = lib.ps_end_utt(ps)  # always: an utterance left open would refuse the next start
+        if processed < 0 or ended < 0:
             raise RuntimeError("pocketsphinx failed to decode the audio")
-        segments = []
+        return self._segments()
+
+    def _segments(self) -> list[Segment]:
+        lib, segments = self._lib, []
         first, last = _INT(), _INT()
-        seg = lib.ps_seg_iter(ps)  # NULL when nothing was heard
-        while seg:
-            lib.ps_seg_frames(seg, ctypes.byref(first), ctypes.byref(last))
-            segments.append((lib.ps_seg_word(seg).decode(), first.value, last.value + 1))
-            seg = lib.ps_seg_next(seg)  # frees the iterator after the last segment
+        seg = lib.ps_seg_iter(self._ps)  # NULL when nothing was heard
+        try:
+            while seg:
+                lib.ps_seg_frames(seg, ctypes.byref(first), ctypes.byref(last))
+                segments.append((lib.ps_seg_word(seg).decode(), first.value, last.value + 1))
+                seg = lib.ps_seg_next(seg)  # frees the iterator after the last segment
+        finally:
+            if seg:
+                lib.ps_seg_free(seg)
         return segments
 
     def __del__(self) -> None:
@@ -116,8 +148,4 @@ class _BindingDecoder:
 
 def new_decoder(**options: object) -> PhoneDecoder | _BindingDecoder:
     """A decoder built from pocketsphinx.Config(**options), releasing the GIL where it can."""
-    import pocketsphinx
-
-    if _library() is None:
-        return _BindingDecoder(options)
-    return PhoneDecoder(pocketsphinx.Config(**options).dumps())
+    return PhoneDecoder(options) if _library() is not None else _BindingDecoder(options)

@@ -13,7 +13,7 @@ import pytest
 from facecli import speech
 from facecli.errors import InputError
 from facecli.speech import SAMPLE_RATE_HZ, SpeechAnalysis, analyse_speech, load_audio, pitch_yin
-from tests.conftest import CLIPS, ffmpeg, write_wav
+from tests.conftest import CLIPS, concatenate_wavs, ffmpeg, write_wav
 
 CLIP_0870, TEXT_0870 = CLIPS["0870"]
 CLIP_0880, TEXT_0880 = CLIPS["0880"]
@@ -214,6 +214,24 @@ def test_stop_ends_the_analysis(monkeypatch):
     with pytest.raises(speech.AnalysisStopped):
         analyse_speech(CLIP_0870, stop=stop)
     assert not chunks
+
+
+def test_stop_while_recognising(monkeypatch, tmp_path):
+    """Set while the first chunk of 46 s of speech decodes: the rest is never decoded."""
+    long = concatenate_wavs([CLIPS[c][0] for c in sorted(CLIPS)] * 3, tmp_path / "long.wav")
+    stop = threading.Event()
+    chunks = recorded_chunks(monkeypatch)
+    recognise = speech._recognise_chunk
+
+    def first_sets_stop(pcm: np.ndarray):
+        stop.set()
+        return recognise(pcm)
+
+    monkeypatch.setattr(speech, "_recognise_chunk", first_sets_stop)
+    with pytest.raises(speech.AnalysisStopped):
+        analyse_speech(long, stop=stop, workers=2)
+    assert len(chunks) <= 2  # at most the chunks already handed to the two threads (of 5 or more)
+    assert not [t for t in threading.enumerate() if t.name.startswith("facecli-phones")]
 
 
 def test_silence_is_not_an_error(tmp_path):

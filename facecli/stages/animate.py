@@ -96,18 +96,23 @@ def _motion_header(portrait_path: Path, audio: Path, options: AnimateOptions, sp
 
 _SPEECH_KEPT = 2  # analyses kept for the next portraits of a batch
 _speech_kept: dict[tuple[str, str, str | None], SpeechAnalysis] = {}
+_speech_kept_lock = threading.Lock()  # animate() may run in several threads at once
 
 
 def _speech(audio: Path, transcript: str | None, stop: threading.Event) -> SpeechAnalysis:
     """Speech analysis, once per audio file (and transcript) in a batch of portraits; the
     content hash keeps a changed file from being served stale."""
     key = (str(audio.resolve()), formats.quick_hash(audio) if audio.is_file() else "", transcript)
-    if key not in _speech_kept:
-        analysis = analyse_speech(audio, transcript, stop=stop)
+    with _speech_kept_lock:
+        kept = _speech_kept.get(key)
+    if kept is not None:
+        return kept
+    analysis = analyse_speech(audio, transcript, stop=stop)
+    with _speech_kept_lock:
         while len(_speech_kept) >= _SPEECH_KEPT:
             del _speech_kept[next(iter(_speech_kept))]  # the oldest
         _speech_kept[key] = analysis
-    return _speech_kept[key]
+    return analysis
 
 
 def animate_file(source: Path, output: Path, options: AnimateOptions, preview: Path | None = None,
@@ -124,10 +129,10 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
         speech_job = pool.submit(_speech, audio, options.transcript, stop)
         try:
             portrait = load_portrait(Path(source), options.crop, options.size, options.face_id)
+            speech = speech_job.result()
         except BaseException:
-            stop.set()  # the portrait's error is the one to report, without waiting for the speech
+            stop.set()  # a bad portrait or Ctrl-C: the pool's exit then waits about a second, not the whole analysis
             raise
-        speech = speech_job.result()
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
     cues = Path(options.cues) if options.cues else None
     with all_or_nothing(output, live_link_path(output), motion_path(output), *filter(None, [cues])):

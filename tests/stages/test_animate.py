@@ -178,9 +178,11 @@ def test_a_batch_analyses_each_audio_once(tmp_path, monkeypatch):
     for i in range(2):
         animate(ASTRONAUT, audio, tmp_path / f"first{i}.mp4", motion_only=True)
     assert calls == ["speech.wav"]
-    write_wav(audio, np.zeros(24000))  # the file changed: analysed again
+    write_wav(audio, np.full(16000, 0.01))  # other content, same size: analysed again
+    animate(ASTRONAUT, audio, tmp_path / "same_size.mp4", motion_only=True)
+    write_wav(audio, np.zeros(24000))  # longer
     motion = animate(ASTRONAUT, audio, tmp_path / "changed.mp4", motion_only=True)
-    assert calls == ["speech.wav"] * 2 and len(motion) == 38  # 1.5 s at 25 frames/s
+    assert calls == ["speech.wav"] * 3 and len(motion) == 38  # 1.5 s at 25 frames/s
 
 
 def test_odd_sized_portrait_gives_an_even_video_of_its_own_size(tmp_path):
