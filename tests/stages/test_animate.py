@@ -75,6 +75,15 @@ def test_lip_sync(clips, clip):
     assert score.loudness_r >= 0.5
 
 
+def test_lip_sync_with_phone_recognition(tmp_path):
+    """The default, no transcript: on the issue's clip the mouth still meets every target.
+    (On 0870 and 0890 it does not: docs/benchmarks.md says which vowels and why.)"""
+    path, text = CLIPS["0880"]
+    recognised = render(tmp_path, path, None)
+    score = score_lip_sync(recognised.video, path, text)
+    assert score.worst == [] and score.loudness_r >= 0.5
+
+
 def test_identity_does_not_drift_over_30_seconds(tmp_path):
     """All three clips twice (31 s): the face keeps its shape, first seconds to last."""
     long = concatenate_wavs([CLIPS[c][0] for c in sorted(CLIPS)] * 2, tmp_path / "long.wav")
