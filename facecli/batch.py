@@ -5,6 +5,7 @@ One bad file never stops a batch: each file's failure becomes one line in the su
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -36,9 +37,10 @@ class Job:
     options: Any
     marker: Path | None = None  # the stage file whose header proves the job done (default: output)
     extra_inputs: tuple[Path, ...] = ()  # other files it reads (speech, a driving video)
+    also_writes: tuple[Path, ...] = ()  # other outputs (stabilize's video): none may be missing when done
 
     def targets(self) -> list[Path]:
-        return [p for p in (self.output, self.preview, self.marker) if p is not None]
+        return [p for p in (self.output, self.preview, self.marker, *self.also_writes) if p is not None]
 
 
 @dataclass
@@ -119,7 +121,7 @@ def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage
 def is_complete(job: Job) -> bool:
     """The output exists, is complete, and was made from this source with these settings."""
     marker = job.marker or job.output
-    if not marker.exists() or not job.output.exists():
+    if not all(p.exists() for p in (marker, job.output, *job.also_writes)):
         return False
     try:
         header = formats.read_header(marker)
@@ -153,6 +155,17 @@ def _report_frames(count: int) -> None:
         _progress_queue.put(count)
 
 
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # the output's disk, not facecli
+
+
+def _unexpected_reason(job: Job, exc: Exception) -> str:
+    """An error no stage turned into a FacecliError: a full or read-only disk met while writing
+    (parquet, meshes) is named as such; anything else is facecli's fault."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return f"{job.source}: cannot write {job.output} ({os.strerror(exc.errno)}); free disk space or choose another -o"
+    return f"{job.source}: internal error {type(exc).__name__}: {exc} (please report this)"
+
+
 def run_job(job: Job, progress: Callable[[int], None] | None = None, verbose: bool = False) -> FileResult:
     """Run one file; every error becomes a failed result with a one-line reason."""
     start = time.perf_counter()
@@ -167,7 +180,7 @@ def run_job(job: Job, progress: Callable[[int], None] | None = None, verbose: bo
     except MemoryError:
         result.reason = f"{job.source}: out of memory; process it alone or lower FACECLI_MAX_PIXELS"
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop the batch
-        result.reason = f"{job.source}: internal error {type(exc).__name__}: {exc} (please report this)"
+        result.reason = _unexpected_reason(job, exc)
         if verbose:
             traceback.print_exc()
     result.seconds = round(time.perf_counter() - start, 3)

@@ -45,6 +45,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 PROBE_TIMEOUT_S = 60
 STDERR_TAIL_LINES = 20
 PIPE_BYTES = 1 << 20  # frame pipes to and from ffmpeg (Linux's default cap for a pipe)
+RIFF_SLACK_BYTES = 4096  # a RIFF file (AVI, WAV, WebP) this much shorter than its header says is truncated
 STAMP_TIMEOUT_S = 10.0
 SEEK_BACK_S = 2.0  # a segment's seek lands this far before its first frame, for ffmpeg's seek to land in time
 
@@ -278,7 +279,28 @@ def _check_file(path: str | Path) -> Path:
         raise InputError("empty file (0 bytes); re-export or remove it", path)
     if not os.access(path, os.R_OK):
         raise InputError("cannot read it (permission denied); fix its permissions", path)
+    if (cut := _riff_shortfall(path)) is not None:
+        raise InputError(f"truncated file: its header says {cut[0]} bytes but it holds {cut[1]}; "
+                         "re-download or re-encode it", path)
     return path
+
+
+def _riff_shortfall(path: Path) -> tuple[int, int] | None:
+    """(size the header declares, size on disk) of a RIFF file (AVI, WAV, WebP) that was cut short.
+
+    Such files often decode without an error up to the cut (an AVI whose index went with its
+    end even looks like a shorter video), so the RIFF size field is what tells. Writers that do
+    not know the size leave 0 or 0xFFFFFFFF there; a few bytes of difference are padding.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF":
+        return None
+    size_field = int.from_bytes(head[4:8], "little")
+    if size_field in (0, 0xFFFFFFFF):
+        return None
+    declared, actual = size_field + 8, path.stat().st_size
+    return (declared, actual) if declared - actual > max(RIFF_SLACK_BYTES, declared // 100) else None
 
 
 def _megapixels(pixels: int) -> str:
@@ -498,6 +520,8 @@ def _has_audio_stream(lines: list[str]) -> bool:
 
 def _probe_video(path: Path) -> MediaInfo:
     stderr, lines = _ffmpeg_header(path)
+    if any(_RE_STILL_DEMUXER.match(line) for line in lines):  # a still image under a video's name
+        return _probe_image(path)
     video_at = next((i for i, ln in enumerate(lines) if _RE_VIDEO.match(ln) and "attached pic" not in ln), None)
     if video_at is None:
         raise InputError("has no video stream; pass a video or an image", path)
@@ -520,6 +544,7 @@ def _probe_video(path: Path) -> MediaInfo:
 
 
 _RE_YUV420P = re.compile(r", yuv420p(?:\(([^)]*)\))?,")
+_RE_STILL_DEMUXER = re.compile(r"Input #0, (\w+_pipe|image2),")  # ffmpeg's image readers (png_pipe, ...)
 _MATRICES = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "unknown": "bt601"}
 # Other words ffmpeg prints there: range, field order, chroma location.
 _NOT_MATRICES = {"tv", "progressive", "top first", "bottom first", "top coded first (swapped)",

@@ -49,7 +49,7 @@ import numpy as np
 
 from . import sphinx
 from .errors import BackendUnavailable, InputError, UsageError
-from .media import _check_file, _ffmpeg_input, ffmpeg_exe, ffmpeg_output
+from .media import _check_file, _ffmpeg_input, _last_line, ffmpeg_exe, ffmpeg_output
 
 SAMPLE_RATE_HZ = 16000
 FRAME_RATE_HZ = 100.0  # pocketsphinx's frame rate, and that of every contour
@@ -134,7 +134,8 @@ def _iter_pcm(path: str | Path, block_samples: int = READ_BLOCK_SAMPLES) -> Iter
         if "matches no streams" in low or ("output file" in low and "does not contain any stream" in low):
             why = "has no audio stream; pass a file with sound"
         elif proc.returncode != 0:
-            why = f"ffmpeg cannot decode its audio ({log or 'exit ' + str(proc.returncode)}); re-export it as wav"
+            said = _last_line(tail) if tail else f"exit {proc.returncode}"
+            why = f"ffmpeg cannot decode its audio ({said}); re-export it as wav"
         else:
             why = "its audio stream holds no samples; re-export it"
         raise InputError(why, path)

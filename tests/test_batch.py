@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from facecli.batch import expand_inputs, run_batch
+from facecli.batch import expand_inputs, run_batch, run_job
 from facecli.cli.common import FileFormat  # noqa: F401 - the CLI's names stay importable
 from facecli.stages.detect import DetectOptions, detect_file
 from facecli.batch import Job
@@ -36,6 +37,20 @@ def test_parallel_workers_and_a_bad_file(tmp_path: Path) -> None:
     assert "bad.png" in failed.reason and "\n" not in failed.reason
     again = run_batch(_jobs(sources, tmp_path / "out"), workers=2)
     assert again.count("skipped") == 4
+
+
+def test_a_full_disk_is_named_and_a_bug_is_not_hidden(tmp_path: Path) -> None:
+    def full_disk(*_args) -> None:  # what pyarrow raises when the disk fills
+        raise OSError(errno.ENOSPC, "Error writing bytes to file")
+
+    def bug(*_args) -> None:
+        raise ValueError("an index out of range")
+
+    source, output = tmp_path / "clip.mp4", tmp_path / "clip.faces.parquet"
+    full = run_job(Job(source, output, None, full_disk, None))
+    assert full.status == "failed" and "internal error" not in full.reason
+    assert full.reason == f"{source}: cannot write {output} (No space left on device); free disk space or choose another -o"
+    assert "internal error ValueError: an index out of range" in run_job(Job(source, output, None, bug, None)).reason
 
 
 def test_a_changed_source_is_redone(tmp_path: Path) -> None:

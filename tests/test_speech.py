@@ -109,6 +109,13 @@ def test_load_errors_name_the_file(tmp_path):
         assert str(path) in str(err.value)
 
 
+def test_a_truncated_wav_is_an_input_error(tmp_path):
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(CLIP_0870.read_bytes()[:60_000])  # the RIFF header still gives the whole size
+    with pytest.raises(InputError, match=r"truncated file: its header says \d+ bytes but it holds 60000"):
+        analyse_speech(cut)
+
+
 def test_video_without_audio_is_an_input_error(tmp_path):
     video = tmp_path / "silent.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))

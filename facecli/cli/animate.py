@@ -12,7 +12,7 @@ import typer
 from .. import diffusion
 from ..backends import models as model_files
 from ..batch import Job
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..motion import EXPRESSIONS
 from ..stages.animate import AnimateOptions, animate_file, motion_path
 from . import common, pairs
@@ -152,4 +152,4 @@ def _transcript(text: str | None, path: Path | None) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the transcript ({exc}); give a UTF-8 text file", path) from exc
+        raise InputError(f"cannot read the transcript ({common.reason(exc)}); give a UTF-8 text file", path) from exc

@@ -19,7 +19,7 @@ from rich.text import Text
 from .. import backends, formats, media
 from ..atomic import atomic_output
 from ..batch import BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
@@ -168,6 +168,19 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
     return opts.preview / f"{stem}.preview{suffix}"
 
 
+def reason(exc: Exception) -> str:
+    """Why a file could not be read, without the path the message names already."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def make_folder(folder: Path) -> None:
+    """An output folder, made now; one that cannot be is a bad output (exit 1), named."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
+
+
 def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Callable[..., Any],
                options: Any, media_of: Callable[[Path], Path]) -> list[Job]:
     media.max_pixels()  # a bad FACECLI_MAX_PIXELS is a usage error, before any file
@@ -175,10 +188,7 @@ def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Ca
     if not sources:
         raise UsageError("no input files found; give media files, folders or - for stdin")
     if opts.output is not None:
-        try:
-            opts.output.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", opts.output) from exc
+        make_folder(opts.output)
     single = len(sources) == 1
     jobs = [
         Job(src, formats.output_path(src, opts.output, stage, opts.format.value),

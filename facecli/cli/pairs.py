@@ -10,7 +10,8 @@ from typing import Optional
 
 from .. import media
 from ..batch import VIDEO_SUFFIXES, expand_inputs
-from ..errors import UsageError
+from ..errors import InputError, UsageError
+from .common import make_folder, reason
 
 VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
 
@@ -46,13 +47,6 @@ def _made_by_us(path: Path, other: Path) -> bool:
     return path.resolve() == other.resolve() or path.with_name(f"{path.stem}.motion.parquet").exists()
 
 
-def make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
-
-
 def refuse_with_jobs(values: dict, names: tuple[str, ...]) -> None:
     """--jobs names every input and output itself: the same given otherwise is a usage error."""
     given = [f"--{n.replace('_', '-')}" if n != "paths" else "positional paths" for n in names if values.get(n)]
@@ -70,7 +64,7 @@ def job_rows(jobs_csv: Path, columns: tuple[str, ...]) -> list[Row]:
             reader = csv.reader(fh)
             table = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"cannot read the jobs file ({exc}); give a CSV of {layout} rows", jobs_csv) from exc
+        raise InputError(f"cannot read the jobs file ({reason(exc)}); give a CSV of {layout} rows", jobs_csv) from exc
     if table and table[0][1][0].strip().lower() == columns[0]:
         table = table[1:]
     rows = []

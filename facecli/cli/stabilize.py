@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json as json_module
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -9,7 +10,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import UsageError
-from ..stages.stabilize import BORDERS, MIN_TRACK_S, MODES, TEMPLATES, TRACKS_INDEX, StabilizeOptions, stabilize_file
+from ..stages.stabilize import (BORDERS, MIN_TRACK_S, MODES, TEMPLATES, TRACKS_INDEX, StabilizeOptions, stabilize_file,
+                               stabilized_path)
 from ..stages.stabilize_meshes import stabilize_mesh_folder
 from . import common
 
@@ -67,7 +69,10 @@ def stabilize(
     # --all-faces: the tracks are known only once a job runs, so its index is the job's output,
     # for resume and the collision check (each track's names derive from the index's stem).
     name = TRACKS_INDEX if stage_opts.all_faces else "stabilize"
-    common.execute(opts, common.build_jobs(opts, name, "landmarks", stabilize_file, stage_opts, Path))
+    jobs = common.build_jobs(opts, name, "landmarks", stabilize_file, stage_opts, Path)
+    if not stage_opts.all_faces:  # the video beside the transforms must be there too for a job to be done
+        jobs = [dataclasses.replace(job, also_writes=(stabilized_path(job.output),)) for job in jobs]
+    common.execute(opts, jobs)
 
 
 def _meshes(values: dict) -> None:

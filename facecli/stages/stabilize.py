@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import cv2
 import numpy as np
@@ -300,10 +300,12 @@ class _Follower:
 
     def __init__(self, face_id: int | None):
         self.wanted, self.current = face_id, None
+        self.seen: set[int] = set()  # every face id met, for the error when ``face_id`` never is
 
     def pick(self, rows: Landmarks) -> int | None:
         """Row of the followed face in this frame's rows, or None."""
         ids = rows.face_id.tolist()
+        self.seen.update(ids)
         if self.wanted is not None:
             return ids.index(self.wanted) if self.wanted in ids else None
         if self.current not in ids:
@@ -374,9 +376,16 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
             _emit(stream.ready(), stream, framing, waiting, writer, rows, progress)
         _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, progress)
         if not any(status != HELD for _, status, *_ in rows):
-            raise NoFaceFound("no face found in the video; use one with a visible face", source)
+            _no_face(follower, "image" if info.kind == "image" else "video", source)
     _write_table(output, rows, fps, options, video, info, source, framing.size)
     return rows
+
+
+def _no_face(follower: _Follower, what: str, source: Path) -> NoReturn:
+    if follower.wanted is not None and follower.seen:
+        raise UsageError(f"no face with id {follower.wanted} in the {what}; it has ids "
+                         f"{', '.join(map(str, sorted(follower.seen)))}", source)
+    raise NoFaceFound(f"no face found in the {what}; use one with a visible face", source)
 
 
 def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing: _Framing, waiting: deque,

@@ -15,6 +15,7 @@ from ..atomic import atomic_output
 from ..errors import OutputError, UsageError
 from ..meshio import mesh_paths, read_mesh, write_mesh
 from ..rigid_align import RigidTransform, read_weights, stabilize_meshes
+from .common import all_or_nothing
 
 TRANSFORMS_CSV = "transforms.csv"
 CSV_COLUMNS = ("mesh", *(f"r{i}{j}" for i in range(3) for j in range(3)), "tx", "ty", "tz", "iterations",
@@ -51,9 +52,11 @@ def stabilize_mesh_folder(folder: str | Path, out_dir: str | Path, ref: str | No
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror}); choose another -o", out_dir) from exc
-    for mesh, transform in zip(meshes, transforms):
-        write_mesh(out_dir / mesh.path.name, mesh, transform.apply(mesh.vertices))
-    _write_csv(out_dir / TRANSFORMS_CSV, [(m.path.name, t) for m, t in zip(meshes, transforms)])
+    outputs = [out_dir / m.path.name for m in meshes]
+    with all_or_nothing(*outputs, out_dir / TRANSFORMS_CSV):  # a failure (full disk) leaves no part of the set
+        for mesh, transform, output in zip(meshes, transforms, outputs):
+            write_mesh(output, mesh, transform.apply(mesh.vertices))
+        _write_csv(out_dir / TRANSFORMS_CSV, [(m.path.name, t) for m, t in zip(meshes, transforms)])
     return [(m.path.name, t) for m, t in zip(meshes, transforms)]
 
 

@@ -77,6 +77,11 @@ def test_usage_and_input_errors_are_one_line(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
     two_to_one = run("animate", str(ASTRONAUT), str(GRACE_HOPPER), str(SPEECH), "-o", str(tmp_path / "y.mp4"))
     assert two_to_one.returncode == 2 and "folder" in two_to_one.stderr
+    for option in ("--transcript-file", "--jobs"):  # a named file that is missing is a bad input
+        missing = run("animate", *([] if option == "--jobs" else [str(ASTRONAUT), str(SPEECH)]), option,
+                      str(tmp_path / "nope.txt"))
+        assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+        assert f"{tmp_path / 'nope.txt'}: cannot read the" in missing.stderr and "Errno" not in missing.stderr
 
 
 def test_a_failed_job_leaves_no_outputs_and_a_changed_audio_is_redone(tmp_path):

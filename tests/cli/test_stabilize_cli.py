@@ -14,7 +14,7 @@ from facecli.facemodel import RIGID_INDICES, mean_face
 from facecli.formats import read_table
 from facecli.meshio import read_mesh
 from tests.cli.test_cli import run
-from tests.conftest import MEGAMIND
+from tests.conftest import ASTRONAUT, MEGAMIND
 from tests.test_rigid_align import synthetic_set
 
 
@@ -31,6 +31,16 @@ def test_video_mode_frame_with_fill_borders(tmp_path):
     assert (info.width, info.height) == (720, 528) and info.frame_count == 270
     table = read_table(tmp_path / "Megamind.stabilize.parquet")
     assert table.header["settings"]["mode"] == "frame" and len(table) == 270
+
+
+def test_resume_redoes_a_job_whose_video_is_missing(tmp_path):
+    first = run("stabilize", str(ASTRONAUT), "-o", str(tmp_path), "--json")
+    video = tmp_path / "astronaut.stabilized.mp4"
+    assert json.loads(first.stdout)["done"] == 1 and video.exists()
+    assert json.loads(run("stabilize", str(ASTRONAUT), "-o", str(tmp_path), "--json").stdout)["skipped"] == 1
+    video.unlink()  # the transforms alone do not make the job done
+    again = run("stabilize", str(ASTRONAUT), "-o", str(tmp_path), "--json")
+    assert json.loads(again.stdout)["done"] == 1 and video.exists()
 
 
 def test_mesh_mode_aligns_the_skulls(tmp_path):

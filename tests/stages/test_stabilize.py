@@ -116,6 +116,14 @@ def test_no_face_fails_without_outputs(bad_media, tmp_path):
     assert not out.exists() and not stabilized_path(out).exists()
 
 
+
+def test_a_face_id_not_in_the_media_names_the_ids(tmp_path):
+    out = tmp_path / "astronaut.stabilize.parquet"
+    with pytest.raises(UsageError, match=r"no face with id 9 in the image; it has ids 0$"):
+        stabilize(ASTRONAUT, out, face_id=9)
+    assert not out.exists() and not stabilized_path(out).exists()
+
+
 # --------------------------------------------------------------------------- all_faces: one output per track
 
 
