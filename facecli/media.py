@@ -58,6 +58,7 @@ _DECODE_ERROR_MARKERS = (
     "truncating packet",
     "moov atom not found",
     "invalid nal unit",
+    "ended prematurely",  # Matroska/WebM cut short: its header's duration gives the frames it lacks
 )
 # EXIF orientations that turn the image by 90 or 270 degrees.
 _EXIF_SWAPS_AXES = frozenset({5, 6, 7, 8})

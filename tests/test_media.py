@@ -373,6 +373,14 @@ def test_truncated_mp4_without_index_is_reported_by_probe(tmp_path):
         media.probe(cut)
 
 
+def test_truncated_matroska_is_reported(tmp_path):
+    cut = truncate_copy(make_mp4(tmp_path / "whole.mkv", seconds=6, size="320x240"), tmp_path / "cut.mkv")
+    assert media.probe(cut).frame_count == 60  # the header keeps the whole duration
+    with pytest.raises(InputError, match=r"truncated or corrupt video: decoding stopped at frame \d+ of ~60 "
+                                         r"\(.*File ended prematurely\)"):
+        list(media.iter_frames(cut))
+
+
 @pytest.mark.parametrize("fraction", [0.084, 0.4])
 def test_truncated_megamind_is_reported(tmp_path, fraction):
     """Cut to 100 KB, the AVI decodes 14 frames without one error (its index went with the end,
