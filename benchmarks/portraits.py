@@ -229,14 +229,14 @@ the Python process while ffmpeg encodes on the other core.
   (about 1.5 s) included.
 - Lip sync: `facecli.lipsync.score_lip_sync`, the measure the tests assert (see its docstring).
   The open vowels that fail with phone recognition are where the recording does not say the
-  dictionary's vowel. Five are unstressed schwas (AH) that the recogniser hears as the [I] of
-  "bit" (IH: 0870 "to consider" at 2.83 and 2.98 s, 0890 "to be" at 0.66 s, "hearted and" at
+  dictionary's vowel. Six are unstressed schwas (AH), four heard as the [I] of "bit"
+  (IH: 0870 "to consider" at 2.83 and 2.98 s, 0890 "to be" at 0.66 s, "hearted and" at
   2.22 s), which the mouth renders slightly open (0.17-0.38 of the widest opening, Rhubarb's
-  shape B), or as no vowel at all (0870 "much" at 4.10 s, heard as L and a pause;
-  "prudently" at 5.20 s, in an unvoiced stretch ~15 dB below the speech around it); one is
-  an AE heard as EH (0870 "had" at 1.68 s, 0.34). With the transcript every aligned open vowel gets its own shape. A
-  jaw opening floor on loud voiced frames was tried (2026-11-26): it raised r to 0.62-0.74 but
-  left those vowels shut.
+  shape B), two as no vowel at all (0870 "much" at 4.10 s, heard as L and a pause;
+  "prudently" at 5.20 s, in an unvoiced stretch ~15 dB below the speech around it); the
+  seventh is an AE heard as EH (0870 "had" at 1.68 s, 0.34). With the transcript every
+  aligned open vowel gets its own shape. A jaw opening floor on loud voiced frames was tried
+  (2026-11-26): it raised r to 0.62-0.74 but left those vowels shut.
 - reenact: `facecli.stages.reenact.reenact` from the files to the finished MP4 (driving
   landmarks, retargeting, rendering, encoding, audio), the landmark model loaded beforehand;
   baseline: `landmarks_file` on the driving video alone. Correlations:
