@@ -378,7 +378,7 @@ def _column_values(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy()
 
 
-def iter_batches(path: Path, batch_rows: int = 4096) -> Iterator[FaceTable]:
+def iter_batches(path: Path, batch_rows: int = 1024) -> Iterator[FaceTable]:
     """Stream a stage file as result chunks (bounded memory)."""
     path = Path(path)
     header = read_header(path)

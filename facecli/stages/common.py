@@ -15,8 +15,9 @@ from ..errors import NoFaceFound
 from ..formats import TableWriter, make_header
 from ..results import FaceTable
 
-# Rows are flushed to disk in chunks of this many frames: memory stays bounded.
-CHUNK_FRAMES = 1024
+# Rows are flushed to disk in chunks of this many frames, or sooner at this many rows (items
+# read from a stage file are whole batches of rows): memory stays bounded.
+CHUNK_FRAMES, CHUNK_ROWS = 1024, 1024
 
 ProgressCallback = Callable[[int], None]
 
@@ -104,12 +105,14 @@ def run_to_file(
 def stream_table(pairs: Iterator[tuple[media.Frame | None, FaceTable]], writer: TableWriter,
                  sink: PreviewSink | None, draw: Callable[[np.ndarray, Any], np.ndarray] | None,
                  progress: ProgressCallback | None = None) -> FileStats:
-    """Rows into ``writer`` in chunks of CHUNK_FRAMES frames (memory stays bounded), each
-    decoded frame drawn into ``sink``. Closes nothing: the caller finishes or aborts both.
-    Returns the frames decoded (a pair without a frame carries rows only), rows and face ids."""
-    stats, ids, pending = FileStats(), set(), []
+    """Rows into ``writer`` in chunks of CHUNK_FRAMES items or CHUNK_ROWS rows, whichever
+    comes first (memory stays bounded), each decoded frame drawn into ``sink``. Closes
+    nothing: the caller finishes or aborts both. Returns the frames decoded (a pair without a
+    frame carries rows only), rows and face ids."""
+    stats, ids, pending, pending_rows = FileStats(), set(), [], 0
     for frame, rows in pairs:
         pending.append(rows)
+        pending_rows += len(rows)
         ids.update(rows.face_id.tolist())
         if frame is not None:
             stats.frames += 1
@@ -117,9 +120,9 @@ def stream_table(pairs: Iterator[tuple[media.Frame | None, FaceTable]], writer: 
                 sink.add(draw(frame.image, rows))
             if progress:
                 progress(1)
-        if len(pending) >= CHUNK_FRAMES:
+        if len(pending) >= CHUNK_FRAMES or pending_rows >= CHUNK_ROWS:
             writer.write(type(rows).concat(pending))
-            pending = []
+            pending, pending_rows = [], 0
     if pending:
         writer.write(type(pending[0]).concat(pending))
     stats.rows, stats.faces = writer.rows, len(ids)

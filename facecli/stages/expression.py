@@ -75,14 +75,25 @@ def metric_rows(batch: Landmarks, camera: np.ndarray) -> np.ndarray:
 
 
 def identities(landmarks_path: Path, camera: np.ndarray) -> dict[int, Identity]:
-    """Each track's identity: the per-vertex median of its head-frame faces."""
+    """Each track's identity: the per-vertex median of its head-frame faces.
+
+    A shot cut ends every track (the tracker gives the faces after it new ids), so the
+    samples of a shot's tracks become identities at its end: memory holds one shot's
+    samples, however many shots the video has.
+    """
+    found: dict[int, Identity] = {}
     samples: dict[int, TrackSample] = {}
+    shot = None
     for batch in formats.iter_batches(landmarks_path):
         faces = metric_rows(batch, camera)
-        for row, face_id in enumerate(batch.face_id.tolist()):
+        for row, (face_id, row_shot) in enumerate(zip(batch.face_id.tolist(), batch.shot.tolist())):
+            if row_shot != shot:
+                found.update((i, Identity.from_sample(sample)) for i, sample in samples.items())
+                samples, shot = {}, row_shot
             samples.setdefault(face_id, TrackSample()).add(faces[row], batch.rotation_rad[row],
                                                            int(batch.frame_index[row]))
-    return {face_id: Identity.from_sample(sample) for face_id, sample in samples.items()}
+    found.update((i, Identity.from_sample(sample)) for i, sample in samples.items())
+    return found
 
 
 def readings(batch: Landmarks, camera: np.ndarray, known: dict[int, Identity]) -> tuple[np.ndarray, list]:
