@@ -438,14 +438,12 @@ def _align(pcm: np.ndarray, words: list[str], path: Path) -> tuple[list[tuple[st
 # --------------------------------------------------------------------------- analysis
 
 
-def _quietest_frame(level_db: np.ndarray, start_fraction: float, end_fraction: float) -> int:
-    """Index of the quietest frame between the two fractions of the piece: where it is cut."""
+def _cut_at_pause(pcm: np.ndarray, start_fraction: float, end_fraction: float) -> int:
+    """Where ``pcm`` is cut, in samples: the start of its quietest 10 ms frame between the two
+    fractions of its length (never 0)."""
+    level_db = loudness_db(pcm.astype(np.float32) / 32768.0)
     start, end = int(start_fraction * len(level_db)), max(int(end_fraction * len(level_db)), 1)
-    return start + int(np.argmin(level_db[start:end]))
-
-
-def _level(pcm: np.ndarray) -> np.ndarray:
-    return loudness_db(pcm.astype(np.float32) / 32768.0)
+    return max(start + int(np.argmin(level_db[start:end])), 1) * HOP
 
 
 class AnalysisStopped(Exception):
@@ -529,11 +527,11 @@ def analyse_speech(
                 kept.append(block)
             buffer = np.concatenate([buffer, block])
             while len(buffer) >= chunk_samples:
-                cut = max(_quietest_frame(_level(buffer[:chunk_samples]), 0.5, 1.0), 1) * HOP
+                cut = _cut_at_pause(buffer[:chunk_samples], 0.5, 1.0)
                 analyse_chunk(buffer[:cut])
                 buffer = buffer[cut:]
         if len(buffer) >= SPLIT_LAST_MIN_S * SAMPLE_RATE_HZ:
-            cut = _quietest_frame(_level(buffer), 0.25, 0.75) * HOP
+            cut = _cut_at_pause(buffer, 0.25, 0.75)
             analyse_chunk(buffer[:cut])
             buffer = buffer[cut:]
         if len(buffer):

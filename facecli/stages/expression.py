@@ -88,12 +88,16 @@ def identities(landmarks_path: Path, camera: np.ndarray) -> dict[int, Identity]:
         faces = metric_rows(batch, camera)
         for row, (face_id, row_shot) in enumerate(zip(batch.face_id.tolist(), batch.shot.tolist())):
             if row_shot != shot:
-                found.update((i, Identity.from_sample(sample)) for i, sample in samples.items())
+                found.update(_finished(samples))
                 samples, shot = {}, row_shot
             samples.setdefault(face_id, TrackSample()).add(faces[row], batch.rotation_rad[row],
                                                            int(batch.frame_index[row]))
-    found.update((i, Identity.from_sample(sample)) for i, sample in samples.items())
+    found.update(_finished(samples))
     return found
+
+
+def _finished(samples: dict[int, TrackSample]) -> dict[int, Identity]:
+    return {face_id: Identity.from_sample(sample) for face_id, sample in samples.items()}
 
 
 def readings(batch: Landmarks, camera: np.ndarray, known: dict[int, Identity]) -> tuple[np.ndarray, list]:

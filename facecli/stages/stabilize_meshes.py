@@ -53,11 +53,12 @@ def stabilize_mesh_folder(folder: str | Path, out_dir: str | Path, ref: str | No
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({exc.strerror}); choose another -o", out_dir) from exc
     outputs = [out_dir / m.path.name for m in meshes]
+    named = [(m.path.name, t) for m, t in zip(meshes, transforms)]
     with all_or_nothing(*outputs, out_dir / TRANSFORMS_CSV):  # a failure (full disk) leaves no part of the set
         for mesh, transform, output in zip(meshes, transforms, outputs):
             write_mesh(output, mesh, transform.apply(mesh.vertices))
-        _write_csv(out_dir / TRANSFORMS_CSV, [(m.path.name, t) for m, t in zip(meshes, transforms)])
-    return [(m.path.name, t) for m, t in zip(meshes, transforms)]
+        _write_csv(out_dir / TRANSFORMS_CSV, named)
+    return named
 
 
 def _write_csv(path: Path, rows: list[tuple[str, RigidTransform]]) -> None:
