@@ -39,6 +39,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/detect_bench.py
 	$(BIN)/python benchmarks/portraits.py
 	$(BIN)/python benchmarks/stabilize_bench.py
 	$(BIN)/python benchmarks/reconstruct_bench.py

@@ -279,6 +279,7 @@ CLASSIFY_MARKER = "<!-- classify benchmarks: written by benchmarks/classify_benc
 DIFFUSION_MARKER = "<!-- diffusers renderer benchmarks: written by benchmarks/diffusion_bench.py -->"
 RAY_MARKER = "<!-- ray executor benchmarks: written by benchmarks/ray_bench.py -->"
 BACKENDS_MARKER = "<!-- optional backends benchmarks: written by benchmarks/backends_bench.py -->"
+DETECT_MARKER = "<!-- detect benchmarks: written by benchmarks/detect_bench.py -->"
 SECTION_START = "<!-- "  # every section other scripts write begins with such a marker line
 
 
@@ -319,8 +320,8 @@ def replace_section(marker: str, body: str) -> None:
 def write_docs(rows: list[Row], info: dict[str, str], quick: bool) -> None:
     about = "\n".join(f"- {key}: {value}" for key, value in info.items())
     old = DOCS.read_text() if DOCS.exists() else ""
-    markers = (PORTRAITS_MARKER, STABILIZE_MARKER, RECONSTRUCT_MARKER, CLASSIFY_MARKER, DIFFUSION_MARKER, RAY_MARKER,
-               BACKENDS_MARKER)
+    markers = (DETECT_MARKER, PORTRAITS_MARKER, STABILIZE_MARKER, RECONSTRUCT_MARKER, CLASSIFY_MARKER,
+               DIFFUSION_MARKER, RAY_MARKER, BACKENDS_MARKER)
     first = min((old.find(m) for m in markers if m in old), default=-1)
     portraits = old[first:] if first >= 0 else ""  # the other scripts' sections, kept as they are
     DOCS.write_text(f"""# Benchmarks

@@ -36,6 +36,13 @@ class FrameDetections:
     def __getitem__(self, index: Any) -> FrameDetections:
         return FrameDetections(self.boxes_xywh[index], self.scores[index], self.keypoints_6[index])
 
+    @classmethod
+    def concat(cls, parts: list[FrameDetections]) -> FrameDetections:
+        if not parts:
+            return cls.empty()
+        names = ("boxes_xywh", "scores", "keypoints_6")
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in names))
+
 
 class Backend(abc.ABC):
     """What every backend says about itself for ``facecli doctor``."""
@@ -62,6 +69,12 @@ class Detector(Backend):
     @abc.abstractmethod
     def detect(self, image_rgb: np.ndarray) -> FrameDetections:
         """Every face in one RGB uint8 image; stateless, so any frame can be redone alone."""
+
+    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections | None:
+        """The faces last seen at ``boxes_xywh`` (px, the frame before) found again, at most one
+        per box, or None where this backend has nothing cheaper than :meth:`detect`: a video's
+        frames between full scans use it (``facecli.stages.detect.KeyframeDetector``)."""
+        return None
 
 
 class LandmarkSession(abc.ABC):

@@ -14,9 +14,10 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import numpy as np
 
-from ..geometry import nms
+from ..geometry import nms, square_box
 from ..media import Frame
 from . import Detector, FrameDetections, LandmarkModel, LandmarkSession
 
@@ -27,6 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (measured on real faces pasted at known sizes): full range from about 1/11, short range from 1/4.
 _FULL_RANGE_MIN_FRACTION = 0.14
 _TILE_MAX_FRACTION = 0.5  # tiles overlap by half, so a face up to half a tile is whole in one
+# A followed face is looked for in a square around its last box, scaled to a model's input:
+# (model, its input px, square side in box sides). The face fills about half of the short-range
+# model's image and a quarter of the full-range one's, the sizes each finds best.
+_FOLLOW_STEPS = (("_short", 128, 2.0), ("_full", 192, 4.0))
 MAX_IDLE_GRAPHS = 4  # face mesh graphs a model keeps for its next sessions, per mode
 
 
@@ -150,16 +155,45 @@ class BlazeFaceDetector(Detector):
                 for x0 in tile_origins(w, side):
                     tile = np.ascontiguousarray(image_rgb[y0 : y0 + side, x0 : x0 + side])
                     found.append(self._run(self._full, tile, x0, y0, (w, h)))
-        boxes = np.concatenate([f.boxes_xywh for f in found])
-        scores = np.concatenate([f.scores for f in found])
-        keypoints = np.concatenate([f.keypoints_6 for f in found])
+        return self._filtered(FrameDetections.concat(found))
+
+    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections:
+        """Each box's face found again on a crop around it, by the short-range model, else the
+        full-range one (small or turned faces): about 1.5 ms a face, against ~80 ms for a full
+        scan at 720x528. Of a crop's detections the one nearest its centre is the face."""
+        found = []
+        for box in boxes_xywh:
+            for model, input_px, crop_sides in _FOLLOW_STEPS:
+                face = self._nearest_in_crop(getattr(self, model), input_px, image_rgb, square_box(box, crop_sides))
+                if face is not None:
+                    found.append(face)
+                    break
+        return self._filtered(FrameDetections.concat(found))
+
+    def _nearest_in_crop(self, model: Any, input_px: int, image_rgb: np.ndarray,
+                         square_xywh: np.ndarray) -> FrameDetections | None:
+        x0, y0, side, _ = square_xywh
+        scale = input_px / side
+        crop = cv2.warpAffine(image_rgb, np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]),
+                              (input_px, input_px), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        dets = self._run(model, crop, 0, 0, None)
+        if not len(dets):
+            return None
+        centres = dets.boxes_xywh[:, :2] + dets.boxes_xywh[:, 2:] / 2
+        best = dets[int(np.argmin(np.linalg.norm(centres - input_px / 2, axis=1)))]
+        return FrameDetections(best.boxes_xywh[None] / scale + np.float32([x0, y0, 0, 0]), best.scores[None],
+                               best.keypoints_6[None] / scale + np.float32([x0, y0]))
+
+    def _filtered(self, dets: FrameDetections) -> FrameDetections:
+        """Detections of at least ``min_size`` and ``min_score``, duplicates merged by NMS, best first."""
         # MediaPipe applies its own threshold loosely: enforce ours here.
-        wanted = (np.maximum(boxes[:, 2], boxes[:, 3]) >= self.min_size) & (scores >= self.min_score)
-        merged = FrameDetections(boxes, scores, keypoints)[wanted]
-        keep = nms(merged.boxes_xywh, merged.scores, 0.3, contained=0.6)
+        wanted = (np.maximum(dets.boxes_xywh[:, 2], dets.boxes_xywh[:, 3]) >= self.min_size) \
+            & (dets.scores >= self.min_score)
+        dets = dets[wanted]
+        keep = nms(dets.boxes_xywh, dets.scores, 0.3, contained=0.6)
         if self.max_faces > 0:
             keep = keep[: self.max_faces]
-        return merged[keep]
+        return dets[keep]
 
     @staticmethod
     def _run(model: Any, image: np.ndarray, x0: int, y0: int, frame_size: tuple[int, int] | None) -> FrameDetections:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..backends import models as model_files
-from ..stages.detect import EMBED_BACKEND, MERGE_THRESHOLD, DetectOptions, detect_file
+from ..stages.detect import EMBED_BACKEND, MERGE_THRESHOLD, SCAN_EVERY, DetectOptions, detect_file
 from . import common
 from .models import ModelDir
 
@@ -27,6 +27,8 @@ def detect(
         "(default: 40 for images; for videos 5% of the long side, at least 40).")] = None,
     max_faces: Annotated[int, typer.Option(min=0, help="At most this many faces per frame; 0 = no limit.")] = 0,
     every: Annotated[int, typer.Option(min=1, help="Process every Nth frame.")] = 1,
+    scan_every: Annotated[int, typer.Option(min=1, help="Video: processed frames between full detection scans; "
+                                            "faces found are followed in between (1 scans every frame).")] = SCAN_EVERY,
     min_track: Annotated[int, typer.Option(min=1, max=10, help="Video: drop faces seen in fewer processed frames "
                                            "(1 keeps every detection).")] = 2,
     embed: Annotated[bool, typer.Option(help="Add a 512-d ArcFace identity vector per track (insightface's "
@@ -44,7 +46,7 @@ def detect(
     opts = common.batch_options(values)
     common.check_backends(detect=values["backend"])
     stage_opts = DetectOptions(backend=values["backend"], min_score=values["min_score"], min_size=values["min_size"],
-                               max_faces=values["max_faces"], every=values["every"],
+                               max_faces=values["max_faces"], every=values["every"], scan_every=values["scan_every"],
                                min_track=values["min_track"], embed=values["embed"],
                                merge_tracks=values["merge_tracks"], merge_threshold=values["merge_threshold"])
     model_files.use_model_dir(values["model_dir"])

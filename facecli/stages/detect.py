@@ -20,6 +20,7 @@ from .common import FileStats, ProgressCallback, run_to_file
 
 
 MIN_FACE_PX = 40.0
+SCAN_EVERY = 10  # video frames between full detection scans; faces found are followed in between
 # ArcFace cosine similarity from which two tracks are taken for one person. Pairs of the same
 # person typically score well above this and different people well below; a wrong merge is
 # worse than a missed one, so it sits high. Not measured on this project's data: no weights here.
@@ -38,16 +39,18 @@ class DetectOptions:
     min_size: float | None = None  # px: smallest face side looked for; None: see min_size_for
     max_faces: int = 0  # per frame, largest scores first; 0 = no limit
     every: int = 1  # process every Nth frame (the others are decoded only for cut detection)
+    scan_every: int = SCAN_EVERY  # processed video frames between full scans (1: scan every frame)
     min_track: int = 2  # video: drop tracks seen in fewer processed frames (1 keeps every detection)
     embed: bool = False  # a 512-d ArcFace identity vector per track (insightface's w600k_r50)
     merge_tracks: bool = False  # a track takes the id of an earlier shot's track of the same person (embeds)
     merge_threshold: float = MERGE_THRESHOLD  # cosine similarity from which two tracks are one person
 
     def __post_init__(self) -> None:
-        if min(self.every, self.min_track) < 1 or self.min_track > MAX_MIN_TRACK or (self.min_size or 1) <= 0 \
-                or not 0 <= self.min_score <= 1 or self.max_faces < 0 or not 0 < self.merge_threshold <= 1:
-            raise UsageError(f"need --every >= 1, 1 <= --min-track <= {MAX_MIN_TRACK}, --min-size > 0, "
-                             "0 <= --min-score <= 1, --max-faces >= 0, 0 < --merge-threshold <= 1")
+        if min(self.every, self.min_track, self.scan_every) < 1 or self.min_track > MAX_MIN_TRACK \
+                or (self.min_size or 1) <= 0 or not 0 <= self.min_score <= 1 or self.max_faces < 0 \
+                or not 0 < self.merge_threshold <= 1:
+            raise UsageError(f"need --every >= 1, --scan-every >= 1, 1 <= --min-track <= {MAX_MIN_TRACK}, "
+                             "--min-size > 0, 0 <= --min-score <= 1, --max-faces >= 0, 0 < --merge-threshold <= 1")
         backends.check_name("detect", self.backend)
 
     @property
@@ -117,6 +120,54 @@ class TrackIdentities:
         return written
 
 
+class KeyframeDetector:
+    """A video's detections, frame by frame: a full scan on keyframes, and in between each face
+    found before looked for again near its last box (``Detector.detect_near``), which costs a
+    small fraction of a scan.
+
+    Keyframes: the first frame of each shot, every ``scan_every`` frames, and any frame where a
+    followed face is not found again (so a face is never lost for longer than one frame without
+    a scan); a face that enters mid-shot is found at the next keyframe. On a keyframe the
+    followed faces keep their followed boxes and the scan adds the others.
+    """
+
+    def __init__(self, detector: Detector, scan_every: int, max_faces: int = 0):
+        self.detector, self.scan_every, self.max_faces = detector, scan_every, max_faces
+        self.last, self.since_scan = FrameDetections.empty(), scan_every
+
+    def forget(self) -> None:
+        """Nothing to follow, and the next frame is a keyframe (a new shot, a blank frame)."""
+        self.last, self.since_scan = FrameDetections.empty(), self.scan_every
+
+    def detect(self, image_rgb: np.ndarray) -> FrameDetections:
+        self.since_scan += 1
+        near = self._near(image_rgb)
+        if near is not None and len(near) == len(self.last) and self.since_scan < self.scan_every:
+            self.last = near
+            return near
+        scanned, self.since_scan = self.detector.detect(image_rgb), 0
+        found = scanned if near is None else _union(near, scanned)
+        self.last = found[np.argsort(-found.scores)[: self.max_faces]] if self.max_faces else found
+        return self.last
+
+    def _near(self, image_rgb: np.ndarray) -> FrameDetections | None:
+        if self.scan_every == 1:
+            return None  # every frame is scanned: nothing to follow
+        if not len(self.last):
+            return FrameDetections.empty()  # nothing to follow, nothing lost
+        return self.detector.detect_near(image_rgb, self.last.boxes_xywh)
+
+
+def _union(followed: FrameDetections, scanned: FrameDetections) -> FrameDetections:
+    """The followed faces and the scanned ones that none of them covers."""
+    if not len(followed) or not len(scanned):
+        return followed if len(followed) else scanned
+    centres = scanned.boxes_xywh[:, :2] + scanned.boxes_xywh[:, 2:] / 2
+    x, y, w, h = (followed.boxes_xywh[:, i, None] for i in range(4))
+    covered = ((centres[:, 0] >= x) & (centres[:, 0] <= x + w) & (centres[:, 1] >= y) & (centres[:, 1] <= y + h)).any(0)
+    return FrameDetections.concat([followed, scanned[~covered]])
+
+
 def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: FrameDetections) -> Faces:
     n = len(dets)
     return Faces(frame_index=np.full(n, frame.index), timestamp_s=np.full(n, frame.timestamp_s), face_id=ids,
@@ -140,12 +191,16 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     held: deque[tuple[media.Frame, Faces]] = deque()
     hits: Counter[int] = Counter()
     processed = 0
+    keyframes = KeyframeDetector(detector, options.scan_every, options.max_faces)
     for frame in media.iter_frames(path, info):
         if cuts.update_frame(frame):
             tracker.new_shot()
+            keyframes.forget()  # faces are not followed across a cut, even one on a skipped frame
         if frame.index % options.every:
             continue
-        dets = FrameDetections.empty() if cuts.blank else detector.detect(frame.image)
+        if cuts.blank:
+            keyframes.forget()
+        dets = FrameDetections.empty() if cuts.blank else keyframes.detect(frame.image)
         faces = faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
         hits.update(faces.face_id.tolist())
         held.append((frame, faces))

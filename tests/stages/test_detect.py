@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 import facecli
+from facecli import media
+from facecli.backends import Detector, FrameDetections
 from facecli.geometry import box_iou
-from facecli.stages.detect import DetectOptions
+from facecli.stages.detect import DetectOptions, KeyframeDetector
 
 from ..conftest import ASTRONAUT, MEGAMIND
 
@@ -114,4 +116,82 @@ def test_bad_options_are_usage_errors() -> None:
     with pytest.raises(facecli.UsageError):
         DetectOptions(every=0)
     with pytest.raises(facecli.UsageError):
+        DetectOptions(scan_every=0)
+    with pytest.raises(facecli.UsageError):
         facecli.detect(ASTRONAUT, backend="nope")
+
+
+class _ScriptedDetector(Detector):
+    """Faces at fixed boxes per call: ``detect`` sees ``scene``; ``detect_near`` re-finds
+    the asked boxes that are still in the scene (or, with ``follows=False``, cannot)."""
+
+    def __init__(self, follows: bool = True):
+        self.scene = np.zeros((0, 4), np.float32)
+        self.follows, self.scans = follows, 0
+
+    def _faces(self, boxes: np.ndarray) -> FrameDetections:
+        boxes = np.float32(boxes).reshape(-1, 4)
+        return FrameDetections(boxes, np.ones(len(boxes), np.float32), np.zeros((len(boxes), 6, 2), np.float32))
+
+    def detect(self, image_rgb: np.ndarray) -> FrameDetections:
+        self.scans += 1
+        return self._faces(self.scene)
+
+    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections | None:
+        if not self.follows:
+            return None
+        return self._faces([b for b in boxes_xywh if (box_iou(b, self.scene) >= 0.5).any()])
+
+
+def test_keyframes_scan_on_schedule_and_follow_faces_between() -> None:
+    detector, image = _ScriptedDetector(), np.zeros((8, 8, 3), np.uint8)
+    keyframes = KeyframeDetector(detector, scan_every=5)
+    detector.scene = np.float32([[10, 10, 50, 50]])
+    scans = []
+    for frame in range(12):
+        if frame == 7:  # a face walks in mid-shot: found at the next scheduled scan (frame 10)
+            detector.scene = np.float32([[10, 10, 50, 50], [200, 10, 50, 50]])
+        before = detector.scans
+        found = keyframes.detect(image)
+        scans.append(detector.scans > before)
+        assert len(found) == (2 if frame >= 10 else 1), frame
+    assert [i for i, s in enumerate(scans) if s] == [0, 5, 10]
+    detector.scene = detector.scene[1:]  # the first face leaves: a scan at once, on that frame
+    before = detector.scans
+    assert len(keyframes.detect(image)) == 1 and detector.scans == before + 1
+    keyframes.forget()  # a cut: the next frame is scanned, nothing is followed across it
+    before = detector.scans
+    keyframes.detect(image)
+    assert detector.scans == before + 1
+
+
+def test_a_backend_that_cannot_follow_is_scanned_every_frame() -> None:
+    detector = _ScriptedDetector(follows=False)
+    detector.scene = np.float32([[10, 10, 50, 50]])
+    keyframes = KeyframeDetector(detector, scan_every=10)
+    for _ in range(4):
+        assert len(keyframes.detect(np.zeros((8, 8, 3), np.uint8))) == 1
+    assert detector.scans == 4
+
+
+@pytest.mark.slow
+def test_following_finds_what_a_scan_of_every_frame_finds() -> None:
+    """Megamind's first 60 frames (two faces, one of them small): the default (a full scan every
+    10 frames, faces followed between) against the detector's full scan on every frame. A scanned
+    face is found when a followed box holds its centre (a scan sometimes boxes the same face
+    larger); the boxes themselves agree closely."""
+    info = media.probe(MEGAMIND)
+    detector = DetectOptions().create_detector(info)
+    faces = facecli.detect(MEGAMIND)
+    found, ious = [], []
+    for frame in media.iter_frames(MEGAMIND, info):
+        if frame.index >= 60:
+            break
+        followed = faces.box_xywh[faces.frame_index == frame.index]
+        for box in detector.detect(frame.image).boxes_xywh:
+            centre = box[:2] + box[2:] / 2
+            inside = (followed[:, :2] <= centre) & (centre <= followed[:, :2] + followed[:, 2:])
+            found.append(bool(inside.all(axis=1).any()))
+            ious.append(box_iou(box, followed).max() if len(followed) else 0.0)
+    assert len(found) >= 110 and np.mean(found) >= 0.97, (len(found), np.mean(found))
+    assert np.median(ious) >= 0.8
