@@ -1,13 +1,14 @@
 """facecli detect benchmarks (``make bench``): keyframe scans with faces followed between them,
 against a full scan of every frame, on the same videos in the same run.
 
-Speed: frames per second of ``detect_file`` with default options (a full scan every 10
-processed frames, on each shot's first frame and whenever a followed face is not found again;
-each face found again near its last box in between) against ``--scan-every 1`` (a full scan of
-every frame: whole-frame BlazeFace short and full range plus full-range tiles at a few scales),
-on the example video and on run.py's 720p clip of one face, best of 3 after a warm-up, the whole
-machine. Agreement: of the faces the every-frame scan finds, the share whose centre lies in a
-box of the default run on the same frame, and the median IoU of those boxes.
+Speed: frames per second of ``detect_file`` with default options (full scans on keyframes:
+every 10 processed frames, a shot's start until a face shows, and wherever a followed face is
+not found again; each face found again near its last box in between) against ``--scan-every 1``
+(a full scan of every frame: whole-frame BlazeFace short and full range plus full-range tiles
+at a few scales), on the example video (also with `--min-score 0.8` for both) and on run.py's
+720p clip of one face, best of 3 after a warm-up, the whole machine. Agreement: of the faces the
+every-frame scan finds, the share whose centre lies in a box of the default run on the same
+frame, and the median IoU of those boxes.
 
     .venv/bin/python benchmarks/detect_bench.py [--write-docs]
 """
@@ -43,10 +44,10 @@ def agreement(followed_file: Path, scanned_file: Path) -> tuple[float, float]:
     return float(np.mean(inside)), float(np.median(ious))
 
 
-def bench_video(name: str, video: Path, folder: Path) -> list[Row]:
+def bench_video(name: str, video: Path, folder: Path, min_score: float = 0.5) -> list[Row]:
     frames = media.probe(video).frame_count
     out = {mode: folder / f"{mode}.faces.parquet" for mode in ("followed", "scanned")}
-    runs = {"followed": DetectOptions(), "scanned": DetectOptions(scan_every=1)}
+    runs = {"followed": DetectOptions(min_score=min_score), "scanned": DetectOptions(min_score=min_score, scan_every=1)}
     detect_file(video, out["followed"], runs["followed"])  # warm-up: graphs built, file cached
     seconds = {mode: best_of(3, lambda m=mode: detect_file(video, out[m], runs[m])) for mode in runs}
     alone = best_of(3, lambda: landmarks_file(video, folder / "alone.landmarks.parquet", LandmarkOptions()))
@@ -64,7 +65,8 @@ def bench_video(name: str, video: Path, folder: Path) -> list[Row]:
 
 def benches(folder: Path) -> list[Row]:
     section("detect: default (keyframe scans, faces followed) against a full scan of every frame")
-    return bench_video("example", EXAMPLE, folder) + bench_video("720p", make_close_up_720p(EXAMPLE, folder), folder)
+    return (bench_video("example", EXAMPLE, folder) + bench_video("example --min-score 0.8", EXAMPLE, folder, 0.8)
+            + bench_video("720p", make_close_up_720p(EXAMPLE, folder), folder))
 
 
 def write(rows: list[Row], about: str) -> None:

@@ -66,15 +66,18 @@ class Backend(abc.ABC):
 
 
 class Detector(Backend):
+    # Whether detect_near re-finds known faces for much less than a detect: a video's frames
+    # between full scans use it (facecli.stages.detect.KeyframeDetector); else every frame is scanned.
+    follows: ClassVar[bool] = False
+
     @abc.abstractmethod
     def detect(self, image_rgb: np.ndarray) -> FrameDetections:
         """Every face in one RGB uint8 image; stateless, so any frame can be redone alone."""
 
-    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections | None:
+    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections:
         """The faces last seen at ``boxes_xywh`` (px, the frame before) found again, at most one
-        per box, or None where this backend has nothing cheaper than :meth:`detect`: a video's
-        frames between full scans use it (``facecli.stages.detect.KeyframeDetector``)."""
-        return None
+        per box (only where ``follows``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not follow faces")
 
 
 class LandmarkSession(abc.ABC):

@@ -31,7 +31,8 @@ _TILE_MAX_FRACTION = 0.5  # tiles overlap by half, so a face up to half a tile i
 # A followed face is looked for in a square around its last box, scaled to a model's input:
 # (model, its input px, square side in box sides). The face fills about half of the short-range
 # model's image and a quarter of the full-range one's, the sizes each finds best.
-_FOLLOW_STEPS = (("_short", 128, 2.0), ("_full", 192, 4.0))
+_FOLLOW_STEPS = (("short", 128, 2.0), ("full", 192, 4.0))
+FOLLOW_MIN_SCORE = 0.3  # a followed face is kept from this crop score (new faces need --min-score)
 MAX_IDLE_GRAPHS = 4  # face mesh graphs a model keeps for its next sessions, per mode
 
 
@@ -129,15 +130,22 @@ class BlazeFaceDetector(Detector):
     """
 
     reusable = True
+    follows = True
 
     def __init__(self, min_score: float = 0.5, min_size: float = 40.0, max_faces: int = 0):
-        sol = _solutions()
         self.min_score, self.min_size, self.max_faces = float(min_score), float(min_size), int(max_faces)
+        self._short, self._full = self._graphs(self.min_score)
+        self._follow_graphs: dict[str, _Graph] | None = None  # built on the first detect_near
+
+    @staticmethod
+    def _graphs(min_score: float) -> tuple[_Graph, _Graph]:
+        """(short range, full range) graphs that report faces from ``min_score``."""
+        sol = _solutions()
         with quiet_native_logs():
-            self._short, self._full = (
-                _Graph(sol.face_detection.FaceDetection(model_selection=model, min_detection_confidence=self.min_score),
+            return tuple(  # type: ignore[return-value]
+                _Graph(sol.face_detection.FaceDetection(model_selection=model, min_detection_confidence=min_score),
                        "detections")
-                for model in (0, 1)  # short range, full range
+                for model in (0, 1)
             )
 
     @classmethod
@@ -155,40 +163,46 @@ class BlazeFaceDetector(Detector):
                 for x0 in tile_origins(w, side):
                     tile = np.ascontiguousarray(image_rgb[y0 : y0 + side, x0 : x0 + side])
                     found.append(self._run(self._full, tile, x0, y0, (w, h)))
-        return self._filtered(FrameDetections.concat(found))
+        return self._filtered(FrameDetections.concat(found), self.min_score)
 
     def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections:
         """Each box's face found again on a crop around it, by the short-range model, else the
         full-range one (small or turned faces): about 1.5 ms a face, against ~80 ms for a full
-        scan at 720x528. Of a crop's detections the one nearest its centre is the face."""
+        scan at 720x528. Of a crop's detections the one nearest its centre is the face.
+
+        A crop scores a face lower than a scan does (a 0.8 small face in a scan is ~0.6 in its
+        crop), so a face already found is kept from ``FOLLOW_MIN_SCORE``.
+        """
+        follow_score = min(self.min_score, FOLLOW_MIN_SCORE)
+        if self._follow_graphs is None:
+            self._follow_graphs = dict(zip(("short", "full"), self._graphs(follow_score)))
         found = []
         for box in boxes_xywh:
             for model, input_px, crop_sides in _FOLLOW_STEPS:
-                face = self._nearest_in_crop(getattr(self, model), input_px, image_rgb, square_box(box, crop_sides))
+                face = self._nearest_in_crop(self._follow_graphs[model], input_px, image_rgb,
+                                             square_box(box, crop_sides))
                 if face is not None:
                     found.append(face)
                     break
-        return self._filtered(FrameDetections.concat(found))
+        return self._filtered(FrameDetections.concat(found), follow_score)
 
     def _nearest_in_crop(self, model: Any, input_px: int, image_rgb: np.ndarray,
                          square_xywh: np.ndarray) -> FrameDetections | None:
-        x0, y0, side, _ = square_xywh
-        scale = input_px / side
-        crop = cv2.warpAffine(image_rgb, np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]),
-                              (input_px, input_px), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        dets = self._run(model, crop, 0, 0, None)
+        x0, y0, side = (int(round(v)) for v in square_xywh[:3])
+        dets = self._run(model, square_crop(image_rgb, x0, y0, max(side, 1), input_px), 0, 0, None)
         if not len(dets):
             return None
         centres = dets.boxes_xywh[:, :2] + dets.boxes_xywh[:, 2:] / 2
         best = dets[int(np.argmin(np.linalg.norm(centres - input_px / 2, axis=1)))]
+        scale = input_px / max(side, 1)
         return FrameDetections(best.boxes_xywh[None] / scale + np.float32([x0, y0, 0, 0]), best.scores[None],
                                best.keypoints_6[None] / scale + np.float32([x0, y0]))
 
-    def _filtered(self, dets: FrameDetections) -> FrameDetections:
-        """Detections of at least ``min_size`` and ``min_score``, duplicates merged by NMS, best first."""
+    def _filtered(self, dets: FrameDetections, min_score: float) -> FrameDetections:
+        """Detections of at least ``min_size`` px and ``min_score``, duplicates merged by NMS, best first."""
         # MediaPipe applies its own threshold loosely: enforce ours here.
         wanted = (np.maximum(dets.boxes_xywh[:, 2], dets.boxes_xywh[:, 3]) >= self.min_size) \
-            & (dets.scores >= self.min_score)
+            & (dets.scores >= min_score)
         dets = dets[wanted]
         keep = nms(dets.boxes_xywh, dets.scores, 0.3, contained=0.6)
         if self.max_faces > 0:
@@ -218,6 +232,20 @@ class BlazeFaceDetector(Detector):
         if not boxes:
             return FrameDetections.empty()
         return FrameDetections(np.float32(boxes), np.float32(scores), np.float32(keypoints))
+
+
+def square_crop(image: np.ndarray, x0: int, y0: int, side: int, out_px: int) -> np.ndarray:
+    """The square (x0, y0, side) px of ``image`` scaled to ``out_px``, black where it leaves the
+    image; shrunk by area averaging (warpAffine has no such mode, and aliasing costs detections)."""
+    h, w = image.shape[:2]
+    inside = image[max(y0, 0) : min(y0 + side, h), max(x0, 0) : min(x0 + side, w)]
+    pads = (max(-y0, 0), max(y0 + side - h, 0), max(-x0, 0), max(x0 + side - w, 0))
+    if inside.size == 0:
+        return np.zeros((out_px, out_px, image.shape[2]), image.dtype)
+    if any(pads):
+        inside = cv2.copyMakeBorder(inside, *(min(p, side) for p in pads), cv2.BORDER_CONSTANT, value=0)
+    interpolation = cv2.INTER_AREA if side > out_px else cv2.INTER_LINEAR
+    return cv2.resize(inside, (out_px, out_px), interpolation=interpolation)
 
 
 def _touches_inner_edge(box: np.ndarray, x0: int, y0: int, tw: int, th: int, frame_size: tuple[int, int]) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 from .. import backends, formats, media
 from ..backends import Detector, FrameDetections
 from ..errors import UsageError
+from ..geometry import nms
 from ..render import draw_faces
 from ..results import EMBEDDING_DIM, Faces
 from ..tracking import FaceTracker, ShotCutDetector
@@ -123,49 +124,59 @@ class TrackIdentities:
 class KeyframeDetector:
     """A video's detections, frame by frame: a full scan on keyframes, and in between each face
     found before looked for again near its last box (``Detector.detect_near``), which costs a
-    small fraction of a scan.
+    small fraction of a scan. A backend that cannot follow (``Detector.follows``) is scanned on
+    every frame, as is every video with ``scan_every`` 1.
 
-    Keyframes: the first frame of each shot, every ``scan_every`` frames, and any frame where a
-    followed face is not found again (so a face is never lost for longer than one frame without
-    a scan); a face that enters mid-shot is found at the next keyframe. On a keyframe the
-    followed faces keep their followed boxes and the scan adds the others.
+    Keyframes: every ``scan_every`` processed frames; any frame where a followed face is not
+    found again; and, while no face is followed, every frame of a shot's first ``scan_every``
+    (a shot's first frame, or the first after a blank one, may still be dark in a fade-in). A face
+    that enters later in a shot is found at the next keyframe. On a keyframe the followed faces
+    keep their followed boxes if the scan confirms them (or they score ``min_score`` in their
+    crop) and the scan adds the faces they do not cover.
     """
 
-    def __init__(self, detector: Detector, scan_every: int, max_faces: int = 0):
-        self.detector, self.scan_every, self.max_faces = detector, scan_every, max_faces
-        self.last, self.since_scan = FrameDetections.empty(), scan_every
+    def __init__(self, detector: Detector, options: DetectOptions):
+        self.detector, self.options = detector, options
+        self.follows = detector.follows and options.scan_every > 1
+        self.forget()
 
     def forget(self) -> None:
-        """Nothing to follow, and the next frame is a keyframe (a new shot, a blank frame)."""
-        self.last, self.since_scan = FrameDetections.empty(), self.scan_every
+        """Nothing to follow, and the next frames are keyframes until a face is found (a new
+        shot, a blank frame)."""
+        self.last = FrameDetections.empty()
+        self.since_scan = self.eager = self.options.scan_every
 
     def detect(self, image_rgb: np.ndarray) -> FrameDetections:
         self.since_scan += 1
+        self.eager -= 1
         near = self._near(image_rgb)
-        if near is not None and len(near) == len(self.last) and self.since_scan < self.scan_every:
+        if near is not None and len(near) == len(self.last) and self.since_scan < self.options.scan_every \
+                and (len(near) or self.eager < 0):
             self.last = near
             return near
         scanned, self.since_scan = self.detector.detect(image_rgb), 0
-        found = scanned if near is None else _union(near, scanned)
-        self.last = found[np.argsort(-found.scores)[: self.max_faces]] if self.max_faces else found
+        found = scanned if near is None else _union(near, scanned, self.options.min_score)
+        self.last = found[: self.options.max_faces] if self.options.max_faces else found
         return self.last
 
     def _near(self, image_rgb: np.ndarray) -> FrameDetections | None:
-        if self.scan_every == 1:
-            return None  # every frame is scanned: nothing to follow
+        if not self.follows:
+            return None
         if not len(self.last):
             return FrameDetections.empty()  # nothing to follow, nothing lost
         return self.detector.detect_near(image_rgb, self.last.boxes_xywh)
 
 
-def _union(followed: FrameDetections, scanned: FrameDetections) -> FrameDetections:
-    """The followed faces and the scanned ones that none of them covers."""
-    if not len(followed) or not len(scanned):
-        return followed if len(followed) else scanned
+def _union(followed: FrameDetections, scanned: FrameDetections, min_score: float) -> FrameDetections:
+    """A keyframe's faces, best first: the followed ones that the scan confirms (a scanned face's
+    centre in their box) or that score ``min_score`` themselves, and the scanned ones that none of
+    them covers; NMS removes the duplicates of two followed boxes that met on one face."""
     centres = scanned.boxes_xywh[:, :2] + scanned.boxes_xywh[:, 2:] / 2
     x, y, w, h = (followed.boxes_xywh[:, i, None] for i in range(4))
-    covered = ((centres[:, 0] >= x) & (centres[:, 0] <= x + w) & (centres[:, 1] >= y) & (centres[:, 1] <= y + h)).any(0)
-    return FrameDetections.concat([followed, scanned[~covered]])
+    inside = (centres[:, 0] >= x) & (centres[:, 0] <= x + w) & (centres[:, 1] >= y) & (centres[:, 1] <= y + h)
+    kept = followed[inside.any(axis=1) | (followed.scores >= min_score)]
+    merged = FrameDetections.concat([kept, scanned[~inside.any(axis=0)]])
+    return merged[nms(merged.boxes_xywh, merged.scores, 0.3, contained=0.6)]
 
 
 def faces_from_detections(frame: media.Frame, shot: int, ids: np.ndarray, dets: FrameDetections) -> Faces:
@@ -191,7 +202,7 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
     held: deque[tuple[media.Frame, Faces]] = deque()
     hits: Counter[int] = Counter()
     processed = 0
-    keyframes = KeyframeDetector(detector, options.scan_every, options.max_faces)
+    keyframes = KeyframeDetector(detector, options)
     for frame in media.iter_frames(path, info):
         if cuts.update_frame(frame):
             tracker.new_shot()

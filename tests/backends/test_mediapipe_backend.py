@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecli.backends.mediapipe_backend import tile_origins, tile_sides
+from facecli.backends.mediapipe_backend import BlazeFaceDetector, square_crop, tile_origins, tile_sides
 from facecli.media import read_image
 
 from ..conftest import ASTRONAUT
@@ -59,3 +59,22 @@ def test_a_closed_sessions_graph_serves_the_next_one_unchanged(video: bool) -> N
     assert again._mesh is graph and len(model._idle[video]) == 0
     fresh = FaceMeshModel().open_session(video).fit(image, roi)
     assert np.array_equal(again.fit(image, roi), fresh) and not np.array_equal(moved, fresh)
+
+
+def test_square_crop_is_black_outside_the_image_and_averages_when_shrinking() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, ::2] = 255  # one-pixel stripes: point sampling would give all white or all black
+    crop = square_crop(image, -20, 0, 40, 20)  # the left half of the square lies off the image
+    assert crop.shape == (20, 20, 3)
+    assert (crop[:, :9] == 0).all()
+    assert np.abs(crop[:, 11:].astype(int) - 128).max() <= 1
+
+
+def test_detect_near_finds_the_astronaut_again_from_a_shifted_box() -> None:
+    image = read_image(ASTRONAUT)
+    detector = BlazeFaceDetector()
+    face = detector.detect(image).boxes_xywh[0]
+    again = detector.detect_near(image, (face + [12, -8, 0, 0])[None])
+    assert len(again) == 1
+    assert np.abs(again.boxes_xywh[0, :2] - face[:2]).max() < 0.15 * face[2]
+    assert len(detector.detect_near(np.zeros_like(image), face[None])) == 0

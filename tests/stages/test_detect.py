@@ -122,56 +122,88 @@ def test_bad_options_are_usage_errors() -> None:
 
 
 class _ScriptedDetector(Detector):
-    """Faces at fixed boxes per call: ``detect`` sees ``scene``; ``detect_near`` re-finds
-    the asked boxes that are still in the scene (or, with ``follows=False``, cannot)."""
+    """Faces at fixed boxes: ``detect`` (a scan) sees the ``scene``; ``detect_near`` re-finds
+    the asked boxes that are still in the scene, scored ``near_score``."""
 
-    def __init__(self, follows: bool = True):
+    def __init__(self, follows: bool = True, near_score: float = 1.0):
         self.scene = np.zeros((0, 4), np.float32)
-        self.follows, self.scans = follows, 0
+        self.follows, self.near_score, self.scans = follows, near_score, 0
 
-    def _faces(self, boxes: np.ndarray) -> FrameDetections:
+    @staticmethod
+    def _faces(boxes: object, score: float) -> FrameDetections:
         boxes = np.float32(boxes).reshape(-1, 4)
-        return FrameDetections(boxes, np.ones(len(boxes), np.float32), np.zeros((len(boxes), 6, 2), np.float32))
+        return FrameDetections(boxes, np.full(len(boxes), score, np.float32), np.zeros((len(boxes), 6, 2), np.float32))
 
     def detect(self, image_rgb: np.ndarray) -> FrameDetections:
         self.scans += 1
-        return self._faces(self.scene)
+        return self._faces(self.scene, 1.0)
 
-    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections | None:
-        if not self.follows:
-            return None
-        return self._faces([b for b in boxes_xywh if (box_iou(b, self.scene) >= 0.5).any()])
+    def detect_near(self, image_rgb: np.ndarray, boxes_xywh: np.ndarray) -> FrameDetections:
+        return self._faces([b for b in boxes_xywh if (box_iou(b, self.scene) >= 0.5).any()], self.near_score)
+
+
+FACE_A, FACE_B = [10, 10, 50, 50], [200, 10, 50, 50]
+NO_IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+def _scanned_frames(keyframes: KeyframeDetector, detector: _ScriptedDetector, scenes: dict[int, list],
+                    frames: int) -> tuple[list[int], list[int]]:
+    """(frames that were scanned, faces found per frame), the scene changing at ``scenes``' frames."""
+    scanned, counts = [], []
+    for frame in range(frames):
+        if frame in scenes:
+            detector.scene = np.float32(scenes[frame]).reshape(-1, 4)
+        before = detector.scans
+        counts.append(len(keyframes.detect(NO_IMAGE)))
+        if detector.scans > before:
+            scanned.append(frame)
+    return scanned, counts
 
 
 def test_keyframes_scan_on_schedule_and_follow_faces_between() -> None:
-    detector, image = _ScriptedDetector(), np.zeros((8, 8, 3), np.uint8)
-    keyframes = KeyframeDetector(detector, scan_every=5)
-    detector.scene = np.float32([[10, 10, 50, 50]])
-    scans = []
-    for frame in range(12):
-        if frame == 7:  # a face walks in mid-shot: found at the next scheduled scan (frame 10)
-            detector.scene = np.float32([[10, 10, 50, 50], [200, 10, 50, 50]])
-        before = detector.scans
-        found = keyframes.detect(image)
-        scans.append(detector.scans > before)
-        assert len(found) == (2 if frame >= 10 else 1), frame
-    assert [i for i, s in enumerate(scans) if s] == [0, 5, 10]
-    detector.scene = detector.scene[1:]  # the first face leaves: a scan at once, on that frame
-    before = detector.scans
-    assert len(keyframes.detect(image)) == 1 and detector.scans == before + 1
+    detector = _ScriptedDetector()
+    keyframes = KeyframeDetector(detector, DetectOptions(scan_every=5))
+    # A face walks in mid-shot (frame 7): found at the next scheduled scan (frame 10); the first
+    # face leaves (frame 12): that frame is scanned at once.
+    scanned, counts = _scanned_frames(keyframes, detector, {0: [FACE_A], 7: [FACE_A, FACE_B], 12: [FACE_B]}, 13)
+    assert scanned == [0, 5, 10, 12]
+    assert counts == [1] * 10 + [2, 2, 1]
     keyframes.forget()  # a cut: the next frame is scanned, nothing is followed across it
-    before = detector.scans
-    keyframes.detect(image)
-    assert detector.scans == before + 1
+    assert _scanned_frames(keyframes, detector, {}, 1)[0] == [0]
+
+
+def test_a_fade_in_is_scanned_every_frame_until_a_face_shows() -> None:
+    detector = _ScriptedDetector()
+    keyframes = KeyframeDetector(detector, DetectOptions(scan_every=5))
+    scanned, counts = _scanned_frames(keyframes, detector, {0: [], 3: [FACE_A]}, 9)
+    assert scanned == [0, 1, 2, 3, 8] and counts[3] == 1
+    # Past the shot's first scan_every frames an empty view is scanned on schedule only.
+    scanned, _ = _scanned_frames(keyframes, detector, {0: []}, 12)
+    assert scanned == [0, 5, 10]
 
 
 def test_a_backend_that_cannot_follow_is_scanned_every_frame() -> None:
-    detector = _ScriptedDetector(follows=False)
-    detector.scene = np.float32([[10, 10, 50, 50]])
-    keyframes = KeyframeDetector(detector, scan_every=10)
-    for _ in range(4):
-        assert len(keyframes.detect(np.zeros((8, 8, 3), np.uint8))) == 1
-    assert detector.scans == 4
+    for detector, options in ((_ScriptedDetector(follows=False), DetectOptions()),
+                              (_ScriptedDetector(), DetectOptions(scan_every=1))):
+        keyframes = KeyframeDetector(detector, options)
+        scanned, counts = _scanned_frames(keyframes, detector, {0: [], 12: [FACE_A]}, 14)
+        assert scanned == list(range(14)) and counts == [0] * 12 + [1, 1]
+
+
+def test_a_keyframe_drops_a_weak_followed_face_its_scan_does_not_confirm() -> None:
+    detector = _ScriptedDetector(near_score=0.4)  # below --min-score 0.5: kept only while followed
+    keyframes = KeyframeDetector(detector, DetectOptions(scan_every=3))
+    _, counts = _scanned_frames(keyframes, detector, {0: [FACE_A, FACE_B]}, 3)
+    assert counts == [2, 2, 2]
+    detector.scene = np.float32([FACE_A])  # the scan sees A only; B's crop still "finds" it
+    detector.detect_near = lambda image, boxes: detector._faces(boxes, 0.4)
+    assert len(keyframes.detect(NO_IMAGE)) == 1
+
+
+def test_max_faces_keeps_the_best_on_keyframes() -> None:
+    detector = _ScriptedDetector()
+    keyframes = KeyframeDetector(detector, DetectOptions(scan_every=3, max_faces=1))
+    assert _scanned_frames(keyframes, detector, {0: [FACE_A, FACE_B]}, 4)[1] == [1, 1, 1, 1]
 
 
 @pytest.mark.slow
