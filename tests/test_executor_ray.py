@@ -242,15 +242,17 @@ def test_a_node_that_does_not_see_a_file_is_named() -> None:
 def test_ctrl_c_cancels_the_tasks_and_leaves_no_partial_file(cluster, tmp_path: Path) -> None:
     import signal
 
-    videos = [tmp_path / "a.avi", tmp_path / "b.avi"]
+    videos = [tmp_path / f"{name}.avi" for name in "abcd"]  # two rounds of tasks on the 2-CPU cluster
     for video in videos:
         shutil.copy(MEGAMIND, video)
     out = tmp_path / "out"
     proc = subprocess.Popen([*FACECLI, "landmarks", *map(str, videos), "-o", str(out), "-q", "--executor", "ray",
                              "--address", cluster.address], stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while not list(out.glob(".*.part.parquet")) and time.monotonic() < deadline:  # a task is writing
+    # wait until a task is being written
+    while not (writing := bool(list(out.glob(".*.part.parquet")))) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert writing, "a task was writing"
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does; the cluster's workers are not in that group
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr

@@ -82,9 +82,14 @@ def test_ctrl_c_stops_the_batch_and_leaves_only_complete_files(tmp_path: Path) -
     import time
 
     out = tmp_path / "out"
-    proc = subprocess.Popen([*FACECLI, "detect", str(MEGAMIND), str(MEGAMIND), "-o", str(out), "-q"],
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(4)  # into the first video
+    # --scan-every 1: a full scan of every frame keeps each video busy for seconds
+    proc = subprocess.Popen([*FACECLI, "detect", str(MEGAMIND), str(MEGAMIND), "-o", str(out), "-q",
+                             "--scan-every", "1"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    # wait until the first video is being written
+    while not (writing := bool(list(out.glob(".*.part.parquet")))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writing, "the first video was being written"
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
