@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +132,21 @@ def bad_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["garbage"].write_bytes(np.random.default_rng(0).bytes(5000))
     files["empty"].write_bytes(b"")
     return files
+
+
+@contextlib.contextmanager
+def sigint_default() -> Iterator[None]:
+    """Processes started inside get Ctrl-C's default action even where this test run ignores
+    SIGINT (a shell's background job, as some CI runners start one): an ignored signal stays
+    ignored in a child, while a handler is reset to the default at exec."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interruptible(cmd: list[str]) -> subprocess.Popen:
+    """``cmd`` in a new session (a process group to send Ctrl-C to), stderr piped."""
+    with sigint_default():
+        return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -28,7 +28,7 @@ from facecli.errors import InputError, UsageError
 from facecli.stages.detect import DetectOptions, detect_file
 from facecli.stages.landmarks import LandmarkOptions, landmarks_file
 
-from .conftest import ASTRONAUT, GRACE_HOPPER, MEGAMIND, ffmpeg
+from .conftest import ASTRONAUT, GRACE_HOPPER, MEGAMIND, ffmpeg, interruptible, sigint_default
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -50,8 +50,9 @@ def cluster():
     node = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "temp_dir": temp}
     started = None
     try:
-        started = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-        started.add_node(**node)
+        with sigint_default():  # ray.cancel interrupts a running task with SIGINT
+            started = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+            started.add_node(**node)
         ray.init(address=started.address, logging_level="ERROR", log_to_driver=False)
         # Test helpers travel by value: the workers cannot import this tests package.
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -246,8 +247,8 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_no_partial_file(cluster, tmp_path: 
     for video in videos:
         shutil.copy(MEGAMIND, video)
     out = tmp_path / "out"
-    proc = subprocess.Popen([*FACECLI, "landmarks", *map(str, videos), "-o", str(out), "-q", "--executor", "ray",
-                             "--address", cluster.address], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = interruptible([*FACECLI, "landmarks", *map(str, videos), "-o", str(out), "-q", "--executor", "ray",
+                          "--address", cluster.address])
     deadline = time.monotonic() + 60
     # wait until a task is being written
     while not (writing := bool(list(out.glob(".*.part.parquet")))) and time.monotonic() < deadline:

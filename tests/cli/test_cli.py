@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import ASTRONAUT, MEGAMIND
+from ..conftest import ASTRONAUT, MEGAMIND, interruptible
 
 FACECLI = [sys.executable, "-m", "facecli"]
 
@@ -83,8 +83,7 @@ def test_ctrl_c_stops_the_batch_and_leaves_only_complete_files(tmp_path: Path) -
 
     out = tmp_path / "out"
     # --scan-every 1: a full scan of every frame keeps each video busy for seconds
-    proc = subprocess.Popen([*FACECLI, "detect", str(MEGAMIND), str(MEGAMIND), "-o", str(out), "-q",
-                             "--scan-every", "1"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = interruptible([*FACECLI, "detect", str(MEGAMIND), str(MEGAMIND), "-o", str(out), "-q", "--scan-every", "1"])
     deadline = time.monotonic() + 60
     # wait until the first video is being written
     while not (writing := bool(list(out.glob(".*.part.parquet")))) and time.monotonic() < deadline:
