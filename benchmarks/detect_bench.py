@@ -25,7 +25,7 @@ from stabilize_bench import best_of
 from workloads import make_close_up_720p
 
 from facecli import formats, media
-from facecli.geometry import box_iou
+from facecli.geometry import box_centres, box_iou, points_in_boxes
 from facecli.stages.detect import DetectOptions, detect_file
 from facecli.stages.landmarks import LandmarkOptions, landmarks_file
 
@@ -36,10 +36,9 @@ def agreement(followed_file: Path, scanned_file: Path) -> tuple[float, float]:
     """(share of every-frame scan faces inside a followed box, median IoU with the best such box)."""
     followed, scanned = formats.read_table(followed_file), formats.read_table(scanned_file)
     inside, ious = [], []
-    for index, box in zip(scanned.frame_index, scanned.box_xywh):
+    for index, box, centre in zip(scanned.frame_index, scanned.box_xywh, box_centres(scanned.box_xywh)):
         boxes = followed.box_xywh[followed.frame_index == index]
-        centre = box[:2] + box[2:] / 2
-        inside.append(bool(((boxes[:, :2] <= centre) & (centre <= boxes[:, :2] + boxes[:, 2:])).all(axis=1).any()))
+        inside.append(bool(points_in_boxes(centre, boxes).any()))
         ious.append(float(box_iou(box, boxes).max()) if len(boxes) else 0.0)
     return float(np.mean(inside)), float(np.median(ious))
 

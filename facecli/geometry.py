@@ -30,6 +30,18 @@ def box_containment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iw * ih / np.maximum(b[None, :, 2] * b[None, :, 3], 1e-12)
 
 
+def box_centres(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(N, 2) centres px of (N, 4) boxes (x, y, w, h)."""
+    return boxes_xywh[:, :2] + boxes_xywh[:, 2:] / 2
+
+
+def points_in_boxes(points_xy: np.ndarray, boxes_xywh: np.ndarray) -> np.ndarray:
+    """(len(points), len(boxes)) bool: whether each point lies in each box (edges included)."""
+    points = np.asarray(points_xy, np.float64).reshape(-1, 1, 2)
+    boxes = np.asarray(boxes_xywh, np.float64).reshape(1, -1, 4)
+    return ((boxes[..., :2] <= points) & (points <= boxes[..., :2] + boxes[..., 2:])).all(axis=2)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, contained: float = 1.01) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, best first.
 

@@ -41,3 +41,11 @@ def test_iou_and_nms() -> None:
     face_and_part = np.array([[0, 0, 100, 100], [40, -20, 60, 60]], float)  # IoU 0.23, 2/3 inside
     assert geometry.nms(face_and_part, np.array([0.9, 0.8]), 0.3).tolist() == [0, 1]
     assert geometry.nms(face_and_part, np.array([0.9, 0.8]), 0.3, contained=0.6).tolist() == [0]
+
+
+def test_points_in_boxes_and_box_centres() -> None:
+    boxes = np.float32([[0, 0, 10, 10], [5, 5, 10, 20]])
+    assert geometry.box_centres(boxes).tolist() == [[5, 5], [10, 15]]
+    inside = geometry.points_in_boxes([[5, 5], [10, 10], [12, 24], [11, 0]], boxes)
+    assert inside.tolist() == [[True, True], [True, True], [False, True], [False, False]]  # edges count
+    assert geometry.points_in_boxes([1, 1], np.zeros((0, 4))).shape == (1, 0)

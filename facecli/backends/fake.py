@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..facemodel import mean_face
+from ..geometry import box_centres
 from . import Detector, FrameDetections, LandmarkModel, LandmarkSession
 
 
@@ -24,8 +25,7 @@ class FakeDetector(Detector):
         if not boxes:
             return FrameDetections.empty()
         boxes = np.float32(boxes)
-        centres = boxes[:, :2] + boxes[:, 2:] / 2
-        keypoints = np.repeat(centres[:, None, :], 6, axis=1)
+        keypoints = np.repeat(box_centres(boxes)[:, None, :], 6, axis=1)
         return FrameDetections(boxes, np.ones(len(boxes), np.float32), keypoints)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..geometry import nms, square_box
+from ..geometry import box_centres, nms, square_box
 from ..media import Frame
 from . import Detector, FrameDetections, LandmarkModel, LandmarkSession
 
@@ -188,13 +188,13 @@ class BlazeFaceDetector(Detector):
 
     def _nearest_in_crop(self, model: Any, input_px: int, image_rgb: np.ndarray,
                          square_xywh: np.ndarray) -> FrameDetections | None:
-        x0, y0, side = (int(round(v)) for v in square_xywh[:3])
-        dets = self._run(model, square_crop(image_rgb, x0, y0, max(side, 1), input_px), 0, 0, None)
+        x0, y0 = int(round(square_xywh[0])), int(round(square_xywh[1]))
+        side = max(int(round(square_xywh[2])), 1)
+        dets = self._run(model, square_crop(image_rgb, x0, y0, side, input_px), 0, 0, None)
         if not len(dets):
             return None
-        centres = dets.boxes_xywh[:, :2] + dets.boxes_xywh[:, 2:] / 2
-        best = dets[int(np.argmin(np.linalg.norm(centres - input_px / 2, axis=1)))]
-        scale = input_px / max(side, 1)
+        best = dets[int(np.argmin(np.linalg.norm(box_centres(dets.boxes_xywh) - input_px / 2, axis=1)))]
+        scale = input_px / side
         return FrameDetections(best.boxes_xywh[None] / scale + np.float32([x0, y0, 0, 0]), best.scores[None],
                                best.keypoints_6[None] / scale + np.float32([x0, y0]))
 

@@ -13,7 +13,7 @@ import numpy as np
 from .. import backends, formats, media
 from ..backends import Detector, FrameDetections
 from ..errors import UsageError
-from ..geometry import nms
+from ..geometry import box_centres, nms, points_in_boxes
 from ..render import draw_faces
 from ..results import EMBEDDING_DIM, Faces
 from ..tracking import FaceTracker, ShotCutDetector
@@ -171,11 +171,9 @@ def _union(followed: FrameDetections, scanned: FrameDetections, min_score: float
     """A keyframe's faces, best first: the followed ones that the scan confirms (a scanned face's
     centre in their box) or that score ``min_score`` themselves, and the scanned ones that none of
     them covers; NMS removes the duplicates of two followed boxes that met on one face."""
-    centres = scanned.boxes_xywh[:, :2] + scanned.boxes_xywh[:, 2:] / 2
-    x, y, w, h = (followed.boxes_xywh[:, i, None] for i in range(4))
-    inside = (centres[:, 0] >= x) & (centres[:, 0] <= x + w) & (centres[:, 1] >= y) & (centres[:, 1] <= y + h)
-    kept = followed[inside.any(axis=1) | (followed.scores >= min_score)]
-    merged = FrameDetections.concat([kept, scanned[~inside.any(axis=0)]])
+    inside = points_in_boxes(box_centres(scanned.boxes_xywh), followed.boxes_xywh)  # (scanned, followed)
+    kept = followed[inside.any(axis=0) | (followed.scores >= min_score)]
+    merged = FrameDetections.concat([kept, scanned[~inside.any(axis=1)]])
     return merged[nms(merged.boxes_xywh, merged.scores, 0.3, contained=0.6)]
 
 
@@ -211,7 +209,9 @@ def iter_detect(path: Path, options: DetectOptions, detector: Detector | None = 
             continue
         if cuts.blank:
             keyframes.forget()
-        dets = FrameDetections.empty() if cuts.blank else keyframes.detect(frame.image)
+            dets = FrameDetections.empty()
+        else:
+            dets = keyframes.detect(frame.image)
         faces = faces_from_detections(frame, cuts.shot, tracker.update(dets.boxes_xywh), dets)
         hits.update(faces.face_id.tolist())
         held.append((frame, faces))

@@ -21,7 +21,8 @@ from ..backends import Detector, FrameDetections, LandmarkSession
 from ..errors import InputError, UsageError
 from ..facemodel import IBUG68_FROM_MESH, MIRROR_INDEX, RIGID_INDICES, mean_face
 from ..filters import OneEuroFilter
-from ..geometry import box_iou, camera_matrix, euler_xyz, points_box, solve_pose, square_box, umeyama
+from ..geometry import (box_centres, box_iou, camera_matrix, euler_xyz, points_box, points_in_boxes, solve_pose,
+                        square_box, umeyama)
 from ..render import draw_landmarks
 from ..results import Faces, Landmarks
 from ..tracking import FaceTracker, ShotCutDetector
@@ -198,9 +199,8 @@ class FaceMeshTracker:
 
     def _start(self, frame: media.Frame, dets: FrameDetections, fitted: list) -> None:
         """Start a track for each detection whose centre no tracked face covers."""
-        for box in dets.boxes_xywh:
-            centre = box[:2] + box[2:] / 2
-            if any(_inside(centre, points_box(p[:, :2])) for _, p in fitted):
+        for box, centre in zip(dets.boxes_xywh, box_centres(dets.boxes_xywh)):
+            if points_in_boxes(centre, [points_box(p[:, :2]) for _, p in fitted]).any():
                 continue
             session = self.pool.get()
             points = session.fit_frame(frame, square_box(box, CROP_FROM_DETECTION))
@@ -249,10 +249,6 @@ class FaceMeshTracker:
     def close(self) -> None:
         self._end_all()
         self.pool.close()
-
-
-def _inside(point: np.ndarray, box: np.ndarray) -> bool:
-    return bool(box[0] <= point[0] <= box[0] + box[2] and box[1] <= point[1] <= box[1] + box[3])
 
 
 def _drop_duplicates(fitted: list, pool: _SessionPool) -> list:

@@ -6,7 +6,7 @@ import pytest
 import facecli
 from facecli import media
 from facecli.backends import Detector, FrameDetections
-from facecli.geometry import box_iou
+from facecli.geometry import box_centres, box_iou, points_in_boxes
 from facecli.stages.detect import DetectOptions, KeyframeDetector
 
 from ..conftest import ASTRONAUT, MEGAMIND
@@ -220,10 +220,9 @@ def test_following_finds_what_a_scan_of_every_frame_finds() -> None:
         if frame.index >= 60:
             break
         followed = faces.box_xywh[faces.frame_index == frame.index]
-        for box in detector.detect(frame.image).boxes_xywh:
-            centre = box[:2] + box[2:] / 2
-            inside = (followed[:, :2] <= centre) & (centre <= followed[:, :2] + followed[:, 2:])
-            found.append(bool(inside.all(axis=1).any()))
+        scanned = detector.detect(frame.image).boxes_xywh
+        for box, centre in zip(scanned, box_centres(scanned)):
+            found.append(bool(points_in_boxes(centre, followed).any()))
             ious.append(box_iou(box, followed).max() if len(followed) else 0.0)
     assert len(found) >= 110 and np.mean(found) >= 0.97, (len(found), np.mean(found))
     assert np.median(ious) >= 0.8
