@@ -17,6 +17,14 @@ def current_umask() -> int:
     return mask
 
 
+def make_folder(folder: Path) -> None:
+    """An output folder, made now; one that cannot be is a bad output (exit 1), named."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
+
+
 @contextlib.contextmanager
 def atomic_output(final_path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it into place on success.

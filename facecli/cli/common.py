@@ -17,9 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import backends, formats, media
-from ..atomic import atomic_output
+from ..atomic import atomic_output, make_folder
 from ..batch import BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
-from ..errors import OutputError, UsageError
+from ..errors import UsageError
 
 console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
@@ -171,14 +171,6 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
 def reason(exc: Exception) -> str:
     """Why a file could not be read, without the path the message names already."""
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-
-
-def make_folder(folder: Path) -> None:
-    """An output folder, made now; one that cannot be is a bad output (exit 1), named."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
 
 
 def build_jobs(opts: BatchOptions, stage: str, accept_stage: str | None, run: Callable[..., Any],

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 from .. import media
+from ..atomic import make_folder
 from ..batch import VIDEO_SUFFIXES, expand_inputs
 from ..errors import InputError, UsageError
-from .common import make_folder, reason
+from .common import reason
 
 VIDEO_OUTPUTS = (".mp4", ".mov", ".mkv")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..atomic import atomic_output
-from ..errors import OutputError, UsageError
+from ..atomic import atomic_output, make_folder
+from ..errors import UsageError
 from ..meshio import mesh_paths, read_mesh, write_mesh
 from ..rigid_align import RigidTransform, read_weights, stabilize_meshes
 from .common import all_or_nothing
@@ -48,10 +48,7 @@ def stabilize_mesh_folder(folder: str | Path, out_dir: str | Path, ref: str | No
     user = read_weights(weights, len(meshes[0].vertices)) if weights is not None else None
     transforms = stabilize_meshes([m.vertices for m in meshes], _reference_index(paths, ref), user, smooth,
                                   names=[p.name for p in paths])
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder ({exc.strerror}); choose another -o", out_dir) from exc
+    make_folder(out_dir)
     outputs = [out_dir / m.path.name for m in meshes]
     named = [(m.path.name, t) for m, t in zip(meshes, transforms)]
     with all_or_nothing(*outputs, out_dir / TRANSFORMS_CSV):  # a failure (full disk) leaves no part of the set
