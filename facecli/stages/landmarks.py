@@ -279,12 +279,18 @@ def pose_and_metrics(points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray
     return euler_xyz(rotation), translation, landmarks_68_mm, confidence
 
 
-def landmarks_rows(frame: media.Frame, shot: int, faces: list[tuple[int, np.ndarray]], camera: np.ndarray) -> Landmarks:
+_NO_POSE = (np.full(3, np.nan), np.full(3, np.nan), np.full((68, 3), np.nan), np.nan)
+
+
+def landmarks_rows(frame: media.Frame, shot: int, faces: list[tuple[int, np.ndarray]],
+                   camera: np.ndarray | None) -> Landmarks:
+    """One frame's rows; without a ``camera``, no head pose: pose, 68 points in mm and
+    confidence are NaN (for callers that use the mesh alone)."""
     n = len(faces)
     rows = Landmarks.empty()
     if not n:
         return rows
-    metrics = [pose_and_metrics(points, camera) for _, points in faces]
+    metrics = [pose_and_metrics(points, camera) if camera is not None else _NO_POSE for _, points in faces]
     return Landmarks(
         frame_index=np.full(n, frame.index), timestamp_s=np.full(n, frame.timestamp_s),
         face_id=[face_id for face_id, _ in faces], shot=np.full(n, shot),
@@ -313,15 +319,17 @@ def resolve_source(path: Path, stage: str = "faces") -> tuple[Path, Path | None]
     raise InputError(f"its source media {recorded['path']} is gone; move it back or re-run {command}", path)
 
 
-def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None,
-                   detector: Detector | None = None) -> Iterator[tuple[media.Frame, Landmarks]]:
-    """Per frame: the frame and its landmark rows. ``path``: media or a faces file."""
+def iter_landmarks(path: Path, options: LandmarkOptions, model: Any = None, detector: Detector | None = None,
+                   head_pose: bool = True) -> Iterator[tuple[media.Frame, Landmarks]]:
+    """Per frame: the frame and its landmark rows. ``path``: media or a faces file.
+    ``head_pose`` False leaves pose out (NaN), for callers that need the mesh alone."""
     media_path, faces_file = resolve_source(Path(path))
-    return _iter_resolved(media_path, faces_file, media.probe(media_path), options, model, detector)
+    return _iter_resolved(media_path, faces_file, media.probe(media_path), options, model, detector, head_pose)
 
 
 def _iter_resolved(media_path: Path, faces_file: Path | None, info: media.MediaInfo, options: LandmarkOptions,
-                   model: Any, detector: Detector | None) -> Iterator[tuple[media.Frame, Landmarks]]:
+                   model: Any, detector: Detector | None,
+                   head_pose: bool = True) -> Iterator[tuple[media.Frame, Landmarks]]:
     model = model or backends.create("landmarks", options.backend)
     if faces_file:
         every = int(formats.read_header(faces_file)["settings"].get("every", 1))
@@ -329,7 +337,7 @@ def _iter_resolved(media_path: Path, faces_file: Path | None, info: media.MediaI
     else:
         detections = _LiveDetections(detector or options.detect.create_detector(info))
     tracker = FaceMeshTracker(model, detections, options, video=info.kind == "video")
-    camera = camera_matrix(info.width, info.height, options.focal_px)
+    camera = camera_matrix(info.width, info.height, options.focal_px) if head_pose else None
     try:
         for frame in media.iter_frames(media_path, info):
             shot, faces = tracker.step(frame)

@@ -322,7 +322,8 @@ def _frames_with_rows(source: Path, video: Path, info: media.MediaInfo,
     face a frame (the tracked one while it lasts, then the most confident detection), where
     nothing asks for the others: fits of faces that are not followed would be wasted."""
     if formats.stage_of(source) != "landmarks":
-        return iter_landmarks(source, LandmarkOptions(detect=DetectOptions(max_faces=1 if one_face else 0)))
+        return iter_landmarks(source, LandmarkOptions(detect=DetectOptions(max_faces=1 if one_face else 0)),
+                              head_pose=False)  # the transforms use the mesh alone
     return frames_with_rows(source, video, info)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 import facecli
 from facecli.facemodel import IBUG68_FROM_MESH
 from facecli.media import read_image
-from facecli.stages.landmarks import LandmarkOptions, landmarks_file
+from facecli.stages.landmarks import LandmarkOptions, iter_landmarks, landmarks_file
 from facecli.stages.detect import DetectOptions, detect_file
 
 from ..conftest import ASTRONAUT, MEGAMIND, MEGAMIND_CUTS
@@ -151,3 +151,10 @@ def test_max_faces_stops_fitting_at_the_limit(group_composite, mesh_fits):
     assert len(mesh_fits) == 2
     mesh_fits.clear()
     assert len(facecli.landmarks(group_composite[0])) == 8 and len(mesh_fits) == 8
+
+
+def test_iter_landmarks_without_head_pose_gives_the_same_mesh(astronaut) -> None:
+    [(_, rows)] = list(iter_landmarks(ASTRONAUT, LandmarkOptions(), head_pose=False))
+    np.testing.assert_allclose(rows.landmarks_478, astronaut.landmarks_478, atol=1e-3)
+    assert np.isnan(rows.rotation_rad).all() and np.isnan(rows.confidence).all()
+    assert np.isfinite(astronaut.rotation_rad).all()
