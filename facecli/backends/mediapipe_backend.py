@@ -27,7 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Sizes of faces each model finds reliably, as fractions of the side of the image it sees
 # (measured on real faces pasted at known sizes): full range from about 1/11, short range from 1/4.
 _FULL_RANGE_MIN_FRACTION = 0.14
-_TILE_MAX_FRACTION = 0.5  # tiles overlap by half, so a face up to half a tile is whole in one
+_TILE_MAX_FRACTION = 0.5  # the largest face a tile level is for, as a fraction of its tiles' side
+_OVERLAP_SPARE = 1.2  # tiles overlap by the largest face of their level times this
 # A followed face is looked for in a square around its last box, scaled to a model's input:
 # (model, its input px, square side in box sides). The face fills about half of the short-range
 # model's image and a quarter of the full-range one's, the sizes each finds best.
@@ -98,27 +99,32 @@ def _mediapipe_problem() -> str | None:
     return None
 
 
-def tile_sides(frame_side_px: int, min_face_px: float) -> list[int]:
-    """Tile sizes (px) of the scan pyramid, largest first, after the whole frame.
+def tile_levels(frame_side_px: int, min_face_px: float) -> list[tuple[int, int]]:
+    """(tile side, overlap) px of each level of the scan pyramid, largest first, after the whole frame.
 
-    A level with tiles of side T finds faces from ``_FULL_RANGE_MIN_FRACTION * T`` to
-    ``_TILE_MAX_FRACTION * T``; each next level is small enough to leave no gap below the
-    previous one, and the last reaches ``min_face_px``.
+    A level with tiles of side T finds faces from ``_FULL_RANGE_MIN_FRACTION * T``; the faces it
+    is there for reach up to where the level above takes over, ``_FULL_RANGE_MIN_FRACTION`` of
+    that level's side. Its tiles overlap by that much, a fifth to spare (a face's box can come
+    out larger), and by at most half a tile: each such face lies whole in some tile. Each next
+    level is small enough to leave no gap below the previous one, and the last reaches
+    ``min_face_px``.
     """
-    sides: list[int] = []
-    side = int(frame_side_px)
-    while _FULL_RANGE_MIN_FRACTION * side > min_face_px:
-        no_gap = math.ceil(side * _FULL_RANGE_MIN_FRACTION / _TILE_MAX_FRACTION)
-        side = max(no_gap, math.floor(min_face_px / _FULL_RANGE_MIN_FRACTION))
-        sides.append(side)
-    return sides
+    levels: list[tuple[int, int]] = []
+    above = int(frame_side_px)
+    while _FULL_RANGE_MIN_FRACTION * above > min_face_px:
+        largest_face = _FULL_RANGE_MIN_FRACTION * above
+        side = max(math.ceil(largest_face / _TILE_MAX_FRACTION), math.floor(min_face_px / _FULL_RANGE_MIN_FRACTION))
+        levels.append((side, math.ceil(min(_TILE_MAX_FRACTION * side, _OVERLAP_SPARE * largest_face))))
+        above = side
+    return levels
 
 
-def tile_origins(length: int, side: int) -> list[int]:
-    """Start positions of tiles of ``side`` px covering ``length`` px with at least half overlap."""
+def tile_origins(length: int, side: int, overlap: int) -> list[int]:
+    """Start positions of tiles of ``side`` px covering ``length`` px, neighbours sharing at
+    least ``overlap`` px (an integer below ``side``)."""
     if side >= length:
         return [0]
-    count = math.ceil((length - side) / (side / 2)) + 1
+    count = math.ceil((length - side) / (side - overlap)) + 1
     return [round(i * (length - side) / (count - 1)) for i in range(count)]
 
 
@@ -158,9 +164,9 @@ class BlazeFaceDetector(Detector):
     def detect(self, image_rgb: np.ndarray) -> FrameDetections:
         h, w = image_rgb.shape[:2]
         found = [self._run(self._short, image_rgb, 0, 0, None), self._run(self._full, image_rgb, 0, 0, None)]
-        for side in tile_sides(max(h, w), self.min_size):
-            for y0 in tile_origins(h, side):
-                for x0 in tile_origins(w, side):
+        for side, overlap in tile_levels(max(h, w), self.min_size):
+            for y0 in tile_origins(h, side, overlap):
+                for x0 in tile_origins(w, side, overlap):
                     tile = np.ascontiguousarray(image_rgb[y0 : y0 + side, x0 : x0 + side])
                     found.append(self._run(self._full, tile, x0, y0, (w, h)))
         return self._filtered(FrameDetections.concat(found), self.min_score)

@@ -3,25 +3,36 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecli.backends.mediapipe_backend import BlazeFaceDetector, square_crop, tile_origins, tile_sides
+from facecli.backends.mediapipe_backend import BlazeFaceDetector, square_crop, tile_levels, tile_origins
 from facecli.media import read_image
 
 from ..conftest import ASTRONAUT
 
 
-def test_tiles_cover_the_frame_with_half_overlap() -> None:
-    for length, side in [(720, 286), (528, 286), (1000, 300), (200, 286)]:
-        starts = tile_origins(length, side)
+def test_tiles_hold_every_face_up_to_their_overlap_whole() -> None:
+    for length, side, overlap in [(720, 286, 143), (528, 285, 121), (1280, 285, 60), (1000, 300, 150), (200, 286, 143)]:
+        starts = tile_origins(length, side, overlap)
         assert starts[0] == 0 and starts[-1] + side >= length
-        assert all(b - a <= side / 2 + 1 for a, b in zip(starts, starts[1:]))
+        for face in (overlap // 2, overlap):
+            for left in range(0, length - face + 1):
+                assert any(s <= left and left + face <= s + side for s in starts), (length, side, face, left)
 
 
 def test_pyramid_reaches_the_smallest_face_without_gaps() -> None:
-    assert tile_sides(512, 100) == []  # the whole-frame pass already sees 100 px faces
-    sides = tile_sides(3840, 40)
-    assert sides[-1] * 0.14 <= 40 + 1e-6
-    levels = [3840, *sides]
-    assert all(0.5 * small >= 0.14 * big - 1e-6 for big, small in zip(levels, levels[1:]))
+    assert tile_levels(512, 100) == []  # the whole-frame pass already sees 100 px faces
+    levels = tile_levels(3840, 40)
+    assert levels[-1][0] * 0.14 <= 40 + 1e-6
+    sides = [3840, *(side for side, _ in levels)]
+    for big, (small, overlap) in zip(sides, levels):
+        assert 0.5 * small >= 0.14 * big - 1e-6, "a face the level above may miss is at most half a tile"
+        assert 0.14 * big <= overlap <= small / 2 + 0.5, "such a face is whole in some tile"
+
+
+def test_tiles_overlap_only_as_much_as_their_level_needs() -> None:
+    # At 720x528, whole-frame full range sees faces from 0.14 * 720 = 101 px: the one level of
+    # 285 px tiles (down to 40 px faces) needs 121 px of overlap, not half a tile.
+    assert tile_levels(720, 40) == [(285, 121)]
+    assert len(tile_origins(720, 285, 121)) * len(tile_origins(528, 285, 121)) == 12  # 15 at half overlap
 
 
 def test_landmark_array_reads_the_wire_bytes_as_protobuf_does() -> None:
