@@ -121,7 +121,7 @@ def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage
 def is_complete(job: Job) -> bool:
     """The output exists, is complete, and was made from this source with these settings."""
     marker = job.marker or job.output
-    if not all(p.exists() for p in (marker, job.output, *job.also_writes)):
+    if not all(p.exists() for p in (marker, job.output, *job.also_writes, *filter(None, [job.preview]))):
         return False
     try:
         header = formats.read_header(marker)

@@ -289,6 +289,7 @@ class TableWriter:
             if self._csv is None:
                 self._write_csv(self.fmt.result_type.empty())
             self._csv_handle.close()
+            self.header["csv_bytes"] = self._tmp.stat().st_size  # a CSV cut at a row end still parses
             self._atomic.__exit__(None, None, None)
             with atomic_output(sidecar_path(self.path)) as tmp:
                 tmp.write_text(json.dumps(self.header, indent=2))
@@ -336,6 +337,9 @@ def read_header(path: Path) -> dict[str, Any]:
                          path) from exc
     if not isinstance(header, dict) or not header.get("complete"):
         raise InputError("stage file is incomplete; re-run the stage that made it", path)
+    if path.suffix == ".csv" and header.get("csv_bytes", path.stat().st_size) != path.stat().st_size:
+        raise InputError(f"cut short or changed since facecli wrote it ({path.stat().st_size} bytes, its "
+                         f"{sidecar_path(path).name} says {header['csv_bytes']}); re-run the stage that made it", path)
     named, kind = stage_of(path), str(header.get("format", "")).removeprefix("facecli.")
     if kind not in FORMATS or not isinstance(header.get("source"), dict) or "path" not in header["source"] \
             or not isinstance(header.get("settings"), dict):

@@ -123,7 +123,7 @@ def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
         return values
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         detail = " ".join(str(exc).split())  # YAML errors span lines: one error, one line
         raise UsageError(f"cannot read config ({detail}); give a YAML file of option: value lines", path) from exc
     if not isinstance(loaded, dict):
@@ -140,6 +140,11 @@ def apply_config(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
 
 def _convert(param: Any, value: Any, ctx: typer.Context, config: Path) -> Any:
     """A config value checked and converted like the same option on the command line."""
+    if value is None:
+        raise UsageError(f"no value for {param.name!r}; give one or remove the line", config)
+    if isinstance(value, bool) and not getattr(param, "is_flag", False):  # YAML's true is 1 to a number
+        raise UsageError(f"bad value for {param.name!r}: {str(value).lower()} is a yes/no, this option takes "
+                         "a value; see --help", config)
     try:
         return param.process_value(ctx, value)
     except Exception as exc:  # noqa: BLE001 - click's BadParameter and friends

@@ -68,6 +68,39 @@ def test_resume_skips_complete_outputs_and_overwrite_redoes_them(tmp_path: Path)
     assert mode == 0o666 & ~_umask(), "outputs get the usual permissions, not mkstemp's 0600"
 
 
+def test_resume_writes_a_preview_asked_for_later(tmp_path: Path) -> None:
+    args = ("detect", str(ASTRONAUT), "-o", str(tmp_path), "--json")
+    assert json.loads(run(*args).stdout)["done"] == 1
+    preview = tmp_path / "p.png"
+    assert json.loads(run(*args, "--preview", str(preview)).stdout)["done"] == 1, "not skipped: no preview yet"
+    assert preview.exists()
+    assert json.loads(run(*args, "--preview", str(preview)).stdout)["skipped"] == 1
+
+
+def test_a_csv_cut_at_a_row_end_is_neither_complete_nor_read(tmp_path: Path) -> None:
+    args = ("detect", str(MEGAMIND), "-o", str(tmp_path), "--format", "csv", "--json", "--every", "10")
+    assert json.loads(run(*args).stdout)["done"] == 1
+    table = tmp_path / "Megamind.faces.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(lines[:len(lines) // 2]))  # still parses: every row whole
+    result = run("landmarks", str(table), "-o", str(tmp_path / "marks"), "--json")
+    [failed] = json.loads(result.stdout)["files"]
+    assert failed["status"] == "failed" and "cut short" in failed["reason"]
+    assert json.loads(run(*args).stdout)["done"] == 1, "resume redoes it"
+    assert table.read_text().splitlines(keepends=True) == lines
+
+
+def test_config_values_that_are_not_option_values_are_usage_errors(tmp_path: Path) -> None:
+    for name, text in (("null.yaml", "min-score: null\n"), ("bool.yaml", "min-score: true\n"),
+                       ("binary.yaml", b"\xff\xfe\x00bad")):
+        config = tmp_path / name
+        config.write_bytes(text if isinstance(text, bytes) else text.encode())
+        result = run("detect", str(ASTRONAUT), "-o", str(tmp_path), "--config", str(config))
+        assert result.returncode == 2, (name, result.stderr)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: {config}") and "internal" not in line
+
+
 def _umask() -> int:
     import os
 
