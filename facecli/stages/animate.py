@@ -10,6 +10,7 @@ same speech can drive other renderers.
 
 from __future__ import annotations
 
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -133,6 +134,10 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
         except BaseException:
             stop.set()  # a bad portrait or Ctrl-C: the pool's exit then waits about a second, not the whole analysis
             raise
+    summary: dict[str, str] = {}
+    if not speech.voiced.any():  # valid (an idle clip), but seldom what was meant
+        summary["warning"] = "no speech found in the audio (silent or too quiet): the portrait only blinks"
+        print(f"warning: {audio}: {summary['warning']}", file=sys.stderr, flush=True)
     motion = generate_motion(speech, options.motion_options(), portrait.face_id)
     cues = Path(options.cues) if options.cues else None
     with all_or_nothing(output, live_link_path(output), motion_path(output), *filter(None, [cues])):
@@ -147,7 +152,7 @@ def animate_file(source: Path, output: Path, options: AnimateOptions, preview: P
                                  _motion_header(Path(source), audio, options, speech.duration_s)) as writer:
             writer.write(motion)
             writer.close(frames=len(motion), fps=options.fps)
-    return FileStats(frames=len(motion), rows=len(motion), faces=1)
+    return FileStats(frames=len(motion), rows=len(motion), faces=1, summary=summary)
 
 
 def animate(portrait: str | Path, audio: str | Path, output: str | Path, **options: Any) -> Motion:

@@ -111,3 +111,13 @@ def test_jobs_csv_from_a_spreadsheet_and_misuse(tmp_path):
     assert mixed.returncode == 2 and "--jobs" in mixed.stderr
     over = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(tmp_path / "s.avi"))
     assert over.returncode == 2 and ".avi" in over.stderr
+
+
+def test_silent_audio_animates_an_idle_portrait_with_a_warning(tmp_path):
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(16000))
+    result = run("animate", str(ASTRONAUT), str(silence), "-o", str(tmp_path / "idle.mp4"), "--size", "128",
+                 "--crop", "--json")
+    [done] = json.loads(result.stdout)["files"]
+    assert done["status"] == "done" and "no speech" in done["summary"]["warning"]
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == \
+        [f"warning: {silence}: {done['summary']['warning']}"]
