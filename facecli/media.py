@@ -363,7 +363,8 @@ def _exif_orientation(im: Image.Image) -> int:
 def _probe_image(path: Path) -> MediaInfo:
     with _open_image(path) as im:
         width, height = im.size
-        if _exif_orientation(im) in _EXIF_SWAPS_AXES:
+        # Pillow turns TIFFs itself (its size is already the displayed one); others as stored
+        if im.format != "TIFF" and _exif_orientation(im) in _EXIF_SWAPS_AXES:
             width, height = height, width
         codec = (im.format or "unknown").lower()
     return MediaInfo(path, "image", width, height, 0.0, 1, 0.0, 0, False, codec)

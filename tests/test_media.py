@@ -262,12 +262,13 @@ def test_iter_frames_on_an_image_yields_one_frame():
     assert np.array_equal(frames[0].image, media.read_image(ASTRONAUT))
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".tiff", ".webp", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
     stored = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high as stored
     stored[:5, :5] = (255, 0, 0)  # red at the stored top-left
     exif = Image.Exif()
     exif[0x0112] = 6  # display turned 90 degrees clockwise
-    path = tmp_path / "turned.jpg"
+    path = tmp_path / f"turned{suffix}"
     Image.fromarray(stored).save(path, exif=exif, quality=95)
     info = media.probe(path)
     assert (info.width, info.height) == (20, 40)
