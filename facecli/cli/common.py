@@ -54,7 +54,7 @@ Report = Annotated[Optional[Path], typer.Option("--report", help="Write a JSON r
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary to stdout.")]
 ExecutorOption = Annotated[ExecutorKind, typer.Option(
     "--executor", help="local: processes on this machine; ray: one Ray task per file, on a cluster or here "
-    "(pip install 'facecli[ray]'; docs/scaling.md).")]
+    "(pip install 'facecli\\[ray]'; docs/scaling.md).")]
 Address = Annotated[Optional[str], typer.Option(
     "--address", show_default=False, help="Ray: the cluster, 'auto' (one started here with `ray start`) or "
     "ray://HOST:10001 (default: start Ray on this machine).")]
@@ -165,8 +165,11 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
     if opts.preview is None:
         return None
     suffix = ".png" if media.is_image_path(media_path) else ".mp4"
-    if single and opts.preview.suffix.lower() in {".png", ".mp4"}:
-        if opts.preview.suffix.lower() != suffix:
+    named = opts.preview.suffix.lower()
+    if named and not opts.preview.is_dir():  # a file was meant: a folder of that name would surprise
+        if not single:
+            raise UsageError("several inputs make several previews: give --preview a folder", opts.preview)
+        if named != suffix:
             raise UsageError(f"a preview of {source.name} is a {suffix} file, not {opts.preview.suffix}", opts.preview)
         return opts.preview
     stem = formats.output_path(source, None, stage, "x").name.removesuffix(".x")
