@@ -25,6 +25,14 @@ def make_folder(folder: Path) -> None:
         raise OutputError(f"cannot create output folder ({exc.strerror}); choose another -o", folder) from exc
 
 
+def remove_partials(final_path: Path) -> None:
+    """Remove what ``atomic_output`` left beside ``final_path`` when its process was killed
+    (SIGKILL, out of memory): only call it while nothing else writes that path."""
+    final_path = Path(final_path)
+    for leftover in final_path.parent.glob(f".{final_path.stem}.*.part{final_path.suffix}"):
+        leftover.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(final_path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it into place on success.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import formats, media
+from .atomic import remove_partials
 from .errors import FacecliError, UsageError
 from .stages.common import FileStats
 
@@ -142,7 +143,14 @@ def _init_worker(queue: Any) -> None:
     # Ctrl-C goes to the parent, which then stops workers with SIGTERM; unwinding as an
     # interrupt lets each worker remove its partial outputs on the way out.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGTERM, _exit_worker)
+
+
+def _exit_worker(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM (Ctrl-C in the parent, or a pool broken by another worker's death):
+    unwind, so a job in hand removes its partial outputs, and leave quietly, where
+    KeyboardInterrupt in an idle worker printed a traceback."""
+    raise SystemExit(128 + signum)
 
 
 def raise_interrupt(signum: int, frame: Any) -> None:
@@ -258,8 +266,16 @@ def _run_pool(jobs: list[Job], workers: int, verbose: bool, record: Callable[[Fi
         # A worker died (out of memory, a native crash): rerun each job that was in flight
         # alone, so only the one that really kills its worker fails.
         for job in suspects:
+            _remove_partials(job)
             if _pool_pass(deque([job]), 1, context, queue, verbose, record, on_frames):
+                _remove_partials(job)
                 record(worker_died(job))
+
+
+def _remove_partials(job: Job) -> None:
+    """The temporary files a killed worker left for ``job``'s outputs (no other job writes them)."""
+    for target in job.targets():
+        remove_partials(target)
 
 
 def _pool_pass(todo: deque[Job], workers: int, context: Any, queue: Any, verbose: bool,

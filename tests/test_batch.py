@@ -12,6 +12,7 @@ from PIL import Image
 from facecli.batch import expand_inputs, run_batch, run_job
 from facecli.cli.common import FileFormat  # noqa: F401 - the CLI's names stay importable
 from facecli.stages.detect import DetectOptions, detect_file
+from facecli.atomic import atomic_output
 from facecli.batch import Job
 
 
@@ -86,11 +87,12 @@ def _crash_on_bad(source: Path, output: Path, options, preview, progress):
     import signal
 
     if source.name.startswith("crash"):
-        os.kill(os.getpid(), signal.SIGKILL)
+        with atomic_output(output):  # killed while writing: its temporary file stays behind
+            os.kill(os.getpid(), signal.SIGKILL)
     return detect_file(source, output, options, preview, progress)
 
 
-def test_a_dying_worker_fails_only_its_own_file(tmp_path: Path) -> None:
+def test_a_dying_worker_fails_only_its_own_file(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     sources = [_square_image(tmp_path / f"img{i}.png", 10 + 10 * i) for i in range(4)]
     crash = _square_image(tmp_path / "crash.png", 50)
     options = DetectOptions(backend="fake")
@@ -101,3 +103,5 @@ def test_a_dying_worker_fails_only_its_own_file(tmp_path: Path) -> None:
     assert status == {"img0.png": "done", "crash.png": "failed", "img1.png": "done", "img2.png": "done",
                       "img3.png": "done"}
     assert "died" in next(r.reason for r in summary.results if r.status == "failed")
+    assert not list((tmp_path / "out").glob(".*.part.parquet")), "the killed worker's temporary file is removed"
+    assert "Traceback" not in capfd.readouterr().err, "the workers stopped with the broken pool leave quietly"
