@@ -87,9 +87,26 @@ def is_image_path(path: str | Path) -> bool:
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary (imageio-ffmpeg's, or env IMAGEIO_FFMPEG_EXE)."""
     try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
         raise BackendUnavailable(f"no ffmpeg binary ({exc}); reinstall imageio-ffmpeg") from exc
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):  # IMAGEIO_FFMPEG_EXE is taken unchecked
+        raise BackendUnavailable(f"ffmpeg not found at {exe}; fix IMAGEIO_FFMPEG_EXE or reinstall imageio-ffmpeg")
+    return exe
+
+
+def ffmpeg_version() -> str:
+    """ffmpeg's first -version line; BackendUnavailable when the binary is missing or is not ffmpeg."""
+    exe = ffmpeg_exe()
+    try:
+        done = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackendUnavailable(f"{exe} does not run ({exc}); fix IMAGEIO_FFMPEG_EXE") from exc
+    first = (done.stdout.splitlines() or [""])[0]
+    if done.returncode != 0 or not first.startswith("ffmpeg version"):
+        raise BackendUnavailable(f"{exe} is not a working ffmpeg (-version gave exit {done.returncode}); "
+                                 "fix IMAGEIO_FFMPEG_EXE or reinstall imageio-ffmpeg")
+    return first
 
 
 @dataclass(frozen=True)
@@ -480,8 +497,9 @@ def _probe_error(path: Path, stderr: str) -> InputError:
         return InputError("truncated or unfinished MP4 (moov atom not found); re-download or re-encode it", path)
     if "invalid data found" in lower:
         return InputError("not a video or image ffmpeg can decode (is the suffix right?)", path)
-    last = _last_line(stderr.splitlines())
-    return InputError(f"ffmpeg cannot open it ({last}); re-encode it", path)
+    if not stderr.strip():  # ffmpeg always says why it cannot open a file: this binary is not ffmpeg
+        return InputError(f"{ffmpeg_exe()} said nothing about it; check ffmpeg with facecli doctor", path)
+    return InputError(f"ffmpeg cannot open it ({_last_line(stderr.splitlines())}); re-encode it", path)
 
 
 def _clean(line: str) -> str:

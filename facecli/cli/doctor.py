@@ -40,8 +40,10 @@ def doctor(model_dir: ModelDir = None) -> None:
     console.print(f"model folder: {model_files.model_dir()} (--model-dir or ${model_files.ENV_VAR}; "
                   "facecli models list)", markup=False, highlight=False)
     try:
-        console.print(f"ffmpeg: {media.ffmpeg_exe()}", markup=False, highlight=False)
+        console.print(f"ffmpeg: {media.ffmpeg_exe()} ({media.ffmpeg_version()})", markup=False, highlight=False)
+        ffmpeg_works = True
     except Exception as exc:  # noqa: BLE001 - doctor reports, never fails on what it inspects
-        console.print(f"ffmpeg: missing ({exc})", markup=False, highlight=False)
-    if not all(r.usable for r in rows if r.name not in OPTIONAL):
+        console.print(f"ffmpeg: unusable ({exc})", markup=False, highlight=False)
+        ffmpeg_works = False
+    if not ffmpeg_works or not all(r.usable for r in rows if r.name not in OPTIONAL):
         raise typer.Exit(1)

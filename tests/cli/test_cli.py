@@ -179,6 +179,19 @@ def test_doctor_lists_backends() -> None:
     assert "detect" in result.stderr and "mediapipe" in result.stderr and "ffmpeg" in result.stderr
 
 
+@pytest.mark.parametrize("ffmpeg", ["/nonexistent/ffmpeg", "/bin/false"])
+def test_a_broken_ffmpeg_is_named_by_doctor_and_by_each_video(tmp_path: Path, ffmpeg: str) -> None:
+    import os
+
+    env = {**os.environ, "IMAGEIO_FFMPEG_EXE": ffmpeg}
+    doctor = subprocess.run([*FACECLI, "doctor"], capture_output=True, text=True, env=env, timeout=300)
+    assert doctor.returncode == 1 and "ffmpeg: unusable" in doctor.stderr and ffmpeg in doctor.stderr
+    result = subprocess.run([*FACECLI, "detect", str(MEGAMIND), "-o", str(tmp_path), "-q"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    [line] = result.stderr.splitlines()
+    assert result.returncode == 1 and ffmpeg in line and ("doctor" in line or "IMAGEIO_FFMPEG_EXE" in line)
+
+
 def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
