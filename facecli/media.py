@@ -491,6 +491,9 @@ def _starts_like_mp4(path: Path) -> bool:
 
 
 def _probe_error(path: Path, stderr: str) -> InputError:
+    if path.suffix.lower() in (".parquet", ".csv"):  # a stage file handed to a command that reads media
+        return InputError("a table, not media: this command does not read this kind of file "
+                          "(docs/formats.md says which command reads each)", path)
     lower = stderr.lower()
     # ffmpeg falls back to the suffix, so any junk named .mp4 also lacks a moov atom.
     if "moov atom not found" in lower and _starts_like_mp4(path):

@@ -326,6 +326,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 20)
     (tmp_path / "text.png").write_text("this is not an image\n" * 20)
     (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "clip.faces.csv").write_text("frame,face_id\n1,0\n")
     return {
         "missing": tmp_path / "missing.mp4",
         "empty video": tmp_path / "empty.mp4",
@@ -333,6 +334,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
         "text video": tmp_path / "text.mp4",
         "text image": tmp_path / "text.png",
         "folder": tmp_path / "folder.mp4",
+        "table": tmp_path / "clip.faces.csv",
     }
 
 
@@ -345,11 +347,12 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
         ("text video", "not a video or image ffmpeg can decode"),
         ("text image", "not an image"),
         ("folder", "is a folder"),
+        ("table", "a table, not media"),
     ],
 )
 @pytest.mark.parametrize("reader", [media.probe, media.iter_frames, media.read_image])
 def test_bad_inputs_raise_input_error_naming_the_file(tmp_path, case, message, reader):
-    if reader is media.read_image and case == "text video":
+    if reader is media.read_image and case in ("text video", "table"):
         message = "not an image"  # read_image always asks Pillow
     path = _bad_inputs(tmp_path)[case]
     with pytest.raises(InputError, match=re.escape(message)) as caught:
