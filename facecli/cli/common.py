@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.text import Text
 from .. import backends, formats, media
 from ..atomic import atomic_output, make_folder
 from ..batch import BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 
 console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
@@ -239,6 +240,8 @@ def make_executor(opts: BatchOptions) -> Executor:
 
 def execute(opts: BatchOptions, jobs: list[Job]) -> None:
     """Run the batch with progress, print the summary, write the report; exit 0 or 1."""
+    if opts.report:  # a report that cannot be written is found before the batch's hours, not after
+        _check_report_folder(opts.report)
     executor = make_executor(opts)
     try:
         summary = _run_with_progress(opts, jobs, executor) if not (opts.quiet or opts.json) else \
@@ -259,6 +262,16 @@ def execute(opts: BatchOptions, jobs: list[Job]) -> None:
         with atomic_output(opts.report) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
     raise typer.Exit(summary.exit_code)
+
+
+def _check_report_folder(report: Path) -> None:
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(report.parent, os.W_OK) else "permission denied"
+    except OSError as exc:
+        problem = exc.strerror
+    if problem:
+        raise OutputError(f"cannot write the report there ({problem}); choose another --report", report)
 
 
 def execute_pairs(values: dict[str, Any], jobs: list[Job]) -> None:

@@ -192,6 +192,15 @@ def test_a_broken_ffmpeg_is_named_by_doctor_and_by_each_video(tmp_path: Path, ff
     assert result.returncode == 1 and ffmpeg in line and ("doctor" in line or "IMAGEIO_FFMPEG_EXE" in line)
 
 
+def test_an_unwritable_report_stops_the_batch_before_it_starts(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("detect", str(ASTRONAUT), "-o", str(tmp_path / "out"), "--report", str(blocker / "r.json"))
+    [line] = result.stderr.splitlines()
+    assert result.returncode == 1 and line.startswith(f"error: {blocker / 'r.json'}: cannot write the report")
+    assert not list((tmp_path / "out").glob("*")), "no file was processed"
+
+
 def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
