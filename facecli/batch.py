@@ -106,7 +106,8 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False, glob: str | Non
 def _folder_inputs(folder: Path, recursive: bool, glob: str | None, accept_stage: str | None) -> list[Path]:
     pattern = glob or "*"
     found = sorted(p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file())
-    found = [p for p in found if not p.name.startswith(".")]
+    # hidden files and what hidden folders hold (.git, .cache, a run's own temporary files)
+    found = [p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
     if glob:
         return found
     media_files = [p for p in found if p.suffix.lower() in MEDIA_SUFFIXES and ".preview." not in p.name]

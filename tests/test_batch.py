@@ -63,7 +63,8 @@ def test_a_changed_source_is_redone(tmp_path: Path) -> None:
 
 def test_expand_inputs_folders_globs_and_stage_files(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
-    for name in ("a.mp4", "b.png", "sub/c.mp4", "notes.txt", ".hidden.mp4", "a.faces.parquet"):
+    (tmp_path / ".cache").mkdir()
+    for name in ("a.mp4", "b.png", "sub/c.mp4", "notes.txt", ".hidden.mp4", "a.faces.parquet", ".cache/d.mp4"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.mp4", "b.png"]
     assert [p.name for p in expand_inputs([str(tmp_path)], recursive=True, glob="*.mp4")] == ["a.mp4", "c.mp4"]
