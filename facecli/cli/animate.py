@@ -120,6 +120,8 @@ def animate(
     Example: facecli animate portrait.png speech.wav -o out.mp4
     """
     values = common.command_values(ctx, dict(locals()))
+    if not values["crop"]:
+        common.refuse_unused(ctx, values, ("size",), "--crop")
     text = _transcript(values["transcript"], values["transcript_file"])
     settings = {k: values[k] for k in ("fps", "intensity", "head_motion", "blink_rate", "seed", "crop", "size",
                                        "face_id", "motion_only", "livelink")}

@@ -90,6 +90,15 @@ def batch_command(func: Callable[..., None]) -> Callable[..., None]:
     return func
 
 
+def refuse_unused(ctx: typer.Context, values: dict[str, Any], names: tuple[str, ...], needs: str) -> None:
+    """Options that act only with ``needs``: set without it, a usage error, not silently ignored."""
+    defaults = {p.name: p.default for p in ctx.command.params}
+    given = [f"--{n.replace('_', '-')}" for n in names if values[n] != defaults[n]]
+    if given:
+        raise UsageError(f"{', '.join(given)} only {'acts' if len(given) == 1 else 'act'} with {needs}; "
+                         f"add {needs} or drop {'it' if len(given) == 1 else 'them'}")
+
+
 def command_values(ctx: typer.Context, local_names: dict[str, Any]) -> dict[str, Any]:
     """A batch command's options, its own and the shared ones, with ``--config`` applied."""
     values = {k: v for k, v in local_names.items() if k not in ("ctx", "shared")}

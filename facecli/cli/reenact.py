@@ -53,6 +53,8 @@ def reenact(
     Example: facecli reenact portrait.png driving.mp4 -o out.mp4
     """
     values = common.command_values(ctx, dict(locals()))
+    if not values["crop"]:
+        common.refuse_unused(ctx, values, ("size",), "--crop")
     chosen = tuple(p.strip() for p in values["parts"].split(",") if p.strip())
     settings = {k: values[k] for k in ("expression_scale", "pose_scale", "absolute", "ref_frame", "driving_face_id",
                                        "source_face_id", "length", "crop", "size", "livelink")}

@@ -60,6 +60,9 @@ def stabilize(
     if values["mesh"]:
         _meshes(values)
         return
+    common.refuse_unused(ctx, values, ("ref", "weights", "sequence"), "--mesh")
+    if values["mode"] != "frame":
+        common.refuse_unused(ctx, values, ("border",), "--mode frame")
     values["preview"], values["format"] = None, common.FileFormat.parquet
     opts = common.batch_options(values)
     stage_opts = StabilizeOptions(mode=values["mode"], size=values["size"], template=values["template"],

@@ -121,3 +121,8 @@ def test_silent_audio_animates_an_idle_portrait_with_a_warning(tmp_path):
     assert done["status"] == "done" and "no speech" in done["summary"]["warning"]
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == \
         [f"warning: {silence}: {done['summary']['warning']}"]
+
+
+def test_size_without_crop_is_a_usage_error(tmp_path):
+    result = run("animate", str(ASTRONAUT), str(SPEECH), "-o", str(tmp_path / "x.mp4"), "--size", "256")
+    assert result.returncode == 2 and "--size only acts with --crop" in result.stderr

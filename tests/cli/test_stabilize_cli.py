@@ -105,3 +105,10 @@ def test_all_faces_usage_errors(tmp_path):
                     str(tmp_path / "out"), "--all-faces")
     assert same_stem.returncode == 2 and "Megamind.tracks.stabilize.parquet" in same_stem.stderr
     assert not any((tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize("args, needs", [(["--ref", "a.obj"], "--mesh"), (["--sequence"], "--mesh"),
+                                         (["--border", "fill"], "--mode frame")])
+def test_options_of_another_mode_are_usage_errors_not_ignored(tmp_path, args, needs):
+    result = run("stabilize", str(MEGAMIND), "-o", str(tmp_path), *args)
+    assert result.returncode == 2 and f"only acts with {needs}" in result.stderr and not list(tmp_path.iterdir())
