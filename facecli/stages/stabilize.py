@@ -364,7 +364,8 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
     stream = _Stream(options, fps, template, (info.width, info.height))
     framing = _Framing(options, template, (info.width, info.height))
     follower = _Follower(options.face_id)
-    rows: list[tuple[np.ndarray, int, int, int, int, float]] = []  # transform, status, shot, face id, source frame, time
+    # transform, status, shot, face id, source frame, its time (s)
+    rows: list[tuple[np.ndarray, int, int, int, int, float]] = []
     waiting: deque[tuple[int, int, media.Frame]] = deque()  # (frame index, face id, frame) not finished yet
     shot = face = 0
     with media.VideoWriter(stabilized_path(output), *framing.size, media.output_fps(info) or fps, audio_from=audio,

@@ -113,7 +113,8 @@ def _due_and_shown(clip: Path, table: facecli.results.Stabilization, video: Path
     """For each frame of a stabilized ``video`` (128 px), the table row it is due to show (the
     source frame on screen at its time) and the one it shows, told by the clip's marks."""
     source = list(media.iter_frames(clip))
-    crops = [source[i].crop_rgb(m, (128, 128), cv2.BORDER_REFLECT) for i, m in zip(table.frame_index, table.transform_2x3)]
+    crops = [source[i].crop_rgb(m, (128, 128), cv2.BORDER_REFLECT)
+             for i, m in zip(table.frame_index, table.transform_2x3)]
     frames = list(media.iter_frames(video))
     due = frames_on_screen(table.timestamp_s, np.array([f.timestamp_s for f in frames]), media.probe(video).fps)
     return due, shown_frames([f.image for f in frames], crops, due)
@@ -137,6 +138,7 @@ def test_variable_frame_rate_keeps_the_picture_on_time(vfr_clip, tmp_path):
 
 
 def test_constant_frame_rate_gives_one_output_frame_per_source_frame(cfr_clip, tmp_path):
+    """The same clip at its constant rate: output frame n shows source frame n."""
     out = tmp_path / "cfr.stabilize.parquet"
     due, shown = _due_and_shown(cfr_clip, stabilize(cfr_clip, out, size=128), stabilized_path(out))
     assert (due == np.arange(71)).all() and (shown == due).all()
