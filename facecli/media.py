@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import contextvars
 import functools
+import math
 import os
 import queue
 import re
@@ -126,6 +127,9 @@ class MediaInfo:
     # "bt601" or "bt709" where frames can come as yuv420p and be converted here (see YuvImage):
     # an unrotated yuv420p stream of even size and limited range with one of those matrices; else "".
     yuv_matrix: str = ""
+    # ffmpeg's tbr (r_frame_rate), frames/s: the rate all frame times lie on. An MP4's ``fps`` is
+    # the average, below this where the rate varies; 0.0 where not given and for images.
+    base_fps: float = 0.0
 
 
 def _yuv_to_rgb(kr: float, kb: float) -> np.ndarray:
@@ -459,9 +463,21 @@ def _snap_rate(fps: float) -> float:
     return fps
 
 
-def _parse_rate(text: str) -> float:
+def _parse_rates(text: str) -> tuple[float, float]:
+    """(fps, else tbr; tbr) of a stream line, 0.0 where not given."""
     rates = {unit: float(num) * (1000 if k else 1) for num, k, unit in _RE_RATE.findall(text)}
-    return _snap_rate(rates.get("fps") or rates.get("tbr") or 0.0)
+    return _snap_rate(rates.get("fps") or rates.get("tbr") or 0.0), _snap_rate(rates.get("tbr", 0.0))
+
+
+def output_fps(info: MediaInfo) -> float:
+    """The rate to encode a video of ``info``'s frames at, resampled by their times
+    (``VideoWriter.write``), as ``ffmpeg -fps_mode cfr`` picks it: the base rate (tbr), which a
+    variable frame rate's fastest stretch runs at (its average would drop frames there) and a
+    constant one equals, unless it is a time base rather than a rate (over 210 for an average
+    under 70). 0.0 where the header gives no rate."""
+    if not info.base_fps or (0 < info.fps < 70 and info.base_fps > 210):
+        return info.fps
+    return info.base_fps
 
 
 def _rotation_cw(block: list[str]) -> int:
@@ -558,12 +574,12 @@ def _probe_video(path: Path) -> MediaInfo:
         width, height = height, width
     dur = _RE_DURATION.search(stderr)
     duration = int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
-    fps = _parse_rate(rest)
+    fps, base_fps = _parse_rates(rest)
     has_audio = _has_audio_stream(lines)
     # Odd sizes (rare: H.264 4:2:0 has none) take swscale's slower path, which interpolates chroma.
     yuv = "" if rotation or width % 2 or height % 2 else _yuv_matrix(rest)
     return MediaInfo(path, "video", width, height, fps, round(duration * fps), duration, rotation, has_audio, codec,
-                     yuv)
+                     yuv, base_fps)
 
 
 _RE_YUV420P = re.compile(r", yuv420p(?:\(([^)]*)\))?,")
@@ -673,18 +689,19 @@ def _read_exact(stream: IO[bytes], buf: memoryview) -> int:
     return got
 
 
-def _decode_cmd(path: Path, seek_s: float = 0.0, pix_fmt: str = "rgb24") -> list[str]:
+def _decode_cmd(path: Path, seek_s: float = 0.0, pix_fmt: str | None = "rgb24") -> list[str]:
+    # pix_fmt None: frames are decoded and logged, not handed over (frame_times).
     # ffmpeg autorotates by default, so frames come out at probe()'s rotated size.
     # -fps_mode passthrough keeps every decoded frame and its own pts (no dup/drop to a fixed rate).
     # showinfo gives each frame's pts and size; its per-plane checksums are off (0.7 ms per 720p frame).
     # A seek keeps the file's own timestamps, counted from its start as a full decode counts
     # them (-copyts -start_at_zero): a frame's time, and from it its index, stay the same.
     seek = ["-ss", f"{seek_s:.6f}", "-copyts", "-start_at_zero"] if seek_s > 0 else []
+    output = ["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"] if pix_fmt else ["-f", "null", "-"]
     return [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats",
         *seek, "-i", _ffmpeg_input(path),
-        "-map", "0:v:0", "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough",
-        "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
+        "-map", "0:v:0", "-vf", "showinfo=checksum=0", "-fps_mode", "passthrough", *output,
     ]  # fmt: skip
 
 
@@ -708,6 +725,39 @@ def iter_frames(path: str | Path, info: MediaInfo | None = None, stride: int = 1
             raise ValueError("a segment is decoded with stride 1")
         return _iter_segment(path, info, segment)
     return _iter_video(path, info, stride)
+
+
+def frame_times(path: str | Path, info: MediaInfo | None = None) -> Iterator[float]:
+    """Each decoded frame's presentation time in seconds, as ``iter_frames`` gives it, from a
+    decode that hands no pixels over (a video whose frames are not needed, to time an output by:
+    ``VideoWriter.write``). ffmpeg waits while the log is not read: memory stays flat."""
+    path = _check_file(path)
+    info = info or probe(path)
+    if info.kind == "image":
+        yield 0.0
+        return
+    proc = _start_ffmpeg(_decode_cmd(path, pix_fmt=None), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    count = 0
+    try:
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            stamp = _RE_SHOWINFO.search(line) if "Parsed_showinfo" in line else None
+            if stamp is None:
+                tail.append(line)
+                continue
+            pts = _float_or_none(stamp.group(2))
+            yield pts if pts is not None else count / (info.fps or 1.0)  # as iter_frames falls back
+            count += 1
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # closed early
+            proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    if proc.returncode != 0 or count == 0:
+        raise InputError(f"ffmpeg stopped at frame {count} ({_last_line(tail)}); re-encode it", path)
 
 
 @dataclass(frozen=True)
@@ -989,6 +1039,16 @@ _END = object()
 _COLORSPACE_TAGS = {"bt601": "smpte170m", "bt709": "bt709"}  # YUV_TO_RGB key -> ffmpeg's colorspace name
 
 
+def _encode_rate(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)  # 23.976... -> 24000/1001
+
+
+def cfr_frame(time_s: float, start_s: float, fps: float) -> int:
+    """The output frame that a source frame shown from ``time_s`` lands on in a ``VideoWriter``
+    at ``fps`` whose frame 0 is at ``start_s``: the nearest, never before 0 (halves round up)."""
+    return max(0, math.floor((time_s - start_s) * float(_encode_rate(fps)) + 0.5))
+
+
 class VideoWriter:
     """Encode RGB frames to a video file (H.264 yuv420p, +faststart; mpeg4 without libx264).
 
@@ -1006,6 +1066,15 @@ class VideoWriter:
     the end. The file appears only when close()
     succeeds (atomic_output); an exception inside ``with`` leaves neither the file nor a
     temporary one.
+
+    Frames written with their source time (``write(frame, timestamp_s)``) are resampled to the
+    constant rate by those times, as ``ffmpeg -fps_mode cfr`` does, so a variable-frame-rate
+    source keeps its pace and stays in sync with its audio: output frame n shows the source
+    frame on screen at ``start_s + n / fps`` (each time rounded to the nearest output frame;
+    ``cfr_frame``), where ``start_s`` defaults to the first frame's time. A frame is repeated
+    over a gap; one that the next replaces within the same output frame is dropped. Frames at
+    ``fps`` apart give one output frame each. ``frames_expected`` then counts output frames.
+    Only the latest frame is held (until the next one's time says how often it is shown).
     """
 
     def __init__(
@@ -1020,6 +1089,7 @@ class VideoWriter:
         frames_expected: int | None = None,
         yuv_matrix: str = "",
         x264_params: str = "",
+        start_s: float | None = None,
     ):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"need positive width, height and fps, got {width}x{height} at {fps}")
@@ -1036,6 +1106,9 @@ class VideoWriter:
         self._inline_frames = frames_expected if self._audio and frames_expected else None
         self._video_tmp = self._final_tmp.with_name(self._final_tmp.name + ".video.mp4") if self._audio else None
         self._frames = 0
+        self._start_s = start_s  # timed writes: the source time output frame 0 shows
+        self._timed: bool | None = None  # whether frames come with their times: the first write says
+        self._held: tuple[np.ndarray, int] | None = None  # timed: the latest frame and its output frame
         try:
             self._proc = _start_ffmpeg(
                 self._command(self._final_tmp if self._inline_frames else self._video_tmp or self._final_tmp,
@@ -1050,7 +1123,7 @@ class VideoWriter:
         self._closed = False
 
     def _command(self, tmp: Path, codec: list[str]) -> list[str]:
-        rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
+        rate = _encode_rate(self.fps)
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p" if self.yuv_matrix else "rgb24",
@@ -1085,26 +1158,44 @@ class VideoWriter:
         if done.returncode != 0:
             raise OutputError(f"ffmpeg failed to add the audio ({_last_line(done.stderr.splitlines())})", self.path)
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, timestamp_s: float | None = None) -> None:
         """Append one frame of the size given at construction: HxWx3 uint8 RGB, or with
-        ``yuv_matrix`` an (H * 3/2)xW uint8 I420 array."""
+        ``yuv_matrix`` an (H * 3/2)xW uint8 I420 array. ``timestamp_s``: the source time it is
+        shown from, for every frame or for none (see the class); the array must then stay
+        unchanged until the next write or close()."""
         if self._closed:
             raise ValueError("write() after close()")
-        if self._inline_frames is not None and self._frames >= self._inline_frames:
-            raise ValueError(f"more frames than frames_expected={self._inline_frames}")
+        if self._timed is not None and self._timed != (timestamp_s is not None):
+            raise ValueError("give every frame's timestamp_s or none")
+        self._timed = timestamp_s is not None
         if not self.yuv_matrix:
             _check_frame(frame, self.width, self.height)
         elif frame.dtype != np.uint8 or frame.shape != (self.height * 3 // 2, self.width):
             raise ValueError(f"expected a {self.height * 3 // 2}x{self.width} uint8 I420 frame, got {frame.shape}")
-        try:
-            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
-            self._frames += 1
-        except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
-            self._proc.wait()
-            self._pump.join()
-            error = self._failure()
-            self._abort(error)
-            raise error from exc
+        if timestamp_s is None:
+            self._encode(frame, 1)
+            return
+        if self._start_s is None:
+            self._start_s = timestamp_s
+        slot = cfr_frame(timestamp_s, self._start_s, self.fps)
+        if self._held is not None:  # shown until this frame's slot: repeated over a gap, or dropped
+            self._encode(self._held[0], slot - self._frames)
+        self._held = (frame, slot)
+
+    def _encode(self, frame: np.ndarray, times: int) -> None:
+        """Hand ``frame`` to ffmpeg ``times`` times (none where ``times`` <= 0)."""
+        for _ in range(times):
+            if self._inline_frames is not None and self._frames >= self._inline_frames:
+                raise ValueError(f"more frames than frames_expected={self._inline_frames}")
+            try:
+                self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+                self._frames += 1
+            except OSError as exc:  # BrokenPipeError included: ffmpeg has exited
+                self._proc.wait()
+                self._pump.join()
+                error = self._failure()
+                self._abort(error)
+                raise error from exc
 
     def _failure(self) -> OutputError:
         return OutputError(
@@ -1115,6 +1206,14 @@ class VideoWriter:
         """Finish the file and move it into place; raises OutputError when ffmpeg fails."""
         if self._closed:
             return
+        if self._held is not None:  # the last timed frame: shown once, unless its slot is taken
+            frame, slot = self._held
+            self._held = None
+            try:
+                self._encode(frame, slot + 1 - self._frames)
+            except ValueError as exc:
+                self._abort(exc)
+                raise
         try:
             self._proc.stdin.close()
         except (BrokenPipeError, OSError):
@@ -1145,7 +1244,7 @@ class VideoWriter:
         """Stop ffmpeg and drop the temporary file."""
         if self._closed:
             return
-        self._closed = True
+        self._closed, self._held = True, None
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()

@@ -213,7 +213,8 @@ class Motion(FaceTable):
 
 @dataclasses.dataclass(kw_only=True)
 class Stabilization(FaceTable):
-    """Per-frame transforms of ``facecli stabilize`` for one face, one row per output frame.
+    """Per-frame transforms of ``facecli stabilize`` for one face, one row per source frame (and
+    per output frame, unless the source's frame rate varies: docs/formats.md).
 
     ``transform_2x3`` maps source-frame px to output px (``cv2.warpAffine``'s matrix);
     ``inverse_2x3`` maps output px back to the source frame (paste processed crops back).

@@ -150,3 +150,56 @@ def interruptible(cmd: list[str]) -> subprocess.Popen:
     """``cmd`` in a new session (a process group to send Ctrl-C to), stderr piped."""
     with sigint_default():
         return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+# Frame n of a marked clip has its red-difference chroma raised by RED_STEP * (2n mod 5), which
+# raises red minus green by up to 2.4 * RED_STEP all over (``red_mark``): any two frames up to 2
+# apart differ by a step or more (6 levels or more on Megamind), so an output frame tells which
+# source frame it shows. Steps are small enough that the shot-cut detector sees no cut.
+RED_STEP = 4
+
+
+def marked_clip(path: Path, variable: bool) -> Path:
+    """The first 3 s of Megamind at 360x264 with its audio, frames marked in colour. Variable
+    (``variable``): every frame of the first second, then every 6th (gaps of 0.25 s at 24000/1001
+    frames/s), as in the QA report's clip; else all 72 frames."""
+    pick = "select='lt(t\\,1)+not(mod(n\\,6))'," if variable else ""
+    mark = f"geq=lum='lum(X\\,Y)':cb='cb(X\\,Y)':cr='min(cr(X\\,Y)+{RED_STEP}*mod(2*N\\,5)\\,255)'"
+    ffmpeg("-i", str(MEGAMIND), "-t", "3", "-vf", f"scale=360:264,{pick}{mark}",
+           *(["-fps_mode", "vfr"] if variable else []),
+           "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-c:a", "aac", str(path))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="session")
+def vfr_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return marked_clip(tmp_path_factory.mktemp("vfr") / "vfr.mp4", variable=True)
+
+
+@pytest.fixture(scope="session")
+def cfr_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return marked_clip(tmp_path_factory.mktemp("cfr") / "cfr.mp4", variable=False)
+
+
+def frames_on_screen(source_s: np.ndarray, output_s: np.ndarray, fps: float) -> np.ndarray:
+    """For each output frame time (s, from 0), the source frame on screen then: the last to
+    start by it, source times counted from the first frame's (a quarter frame of slack for
+    timestamps rounded to the container's time base)."""
+    return np.searchsorted(source_s - source_s[0], output_s + 0.25 / fps, side="right") - 1
+
+
+def red_mark(image_rgb: np.ndarray) -> float:
+    """A marked clip's frame mark: the median of red minus green (what is drawn over a few
+    pixels does not move it)."""
+    return float(np.median(image_rgb[..., 0].astype(np.int16) - image_rgb[..., 1]))
+
+
+def shown_frames(output_rgb: list[np.ndarray], source_rgb: list[np.ndarray], expected: np.ndarray) -> np.ndarray:
+    """For each output frame, the source frame it shows, told by its mark among the source frames
+    up to 2 from the ``expected`` one (whose marks all differ)."""
+    marks = np.array([red_mark(image) for image in source_rgb])
+    found = []
+    for image, k in zip(output_rgb, expected):
+        near = np.arange(max(k - 2, 0), min(k + 3, len(marks)))
+        found.append(near[np.argmin(np.abs(marks[near] - red_mark(image)))])
+    return np.array(found)

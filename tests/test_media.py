@@ -58,7 +58,7 @@ def megamind_frames() -> list[media.Frame]:
 def test_probe_megamind():
     info = media.probe(MEGAMIND)
     assert (info.kind, info.width, info.height, info.codec) == ("video", 720, 528, "mpeg4")
-    assert info.fps == pytest.approx(24000 / 1001)
+    assert info.fps == pytest.approx(24000 / 1001) and info.base_fps == media.output_fps(info) == info.fps
     assert info.frame_count == 270
     assert info.duration_s == pytest.approx(11.26)
     assert info.rotation_deg == 0
@@ -92,6 +92,9 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path):
                     "-frames:v", "8", seconds=2)  # fmt: skip
     stamps = [f.timestamp_s for f in media.iter_frames(path)]
     assert stamps == pytest.approx([0.0, 0.3, 0.4, 0.7, 0.8, 1.1, 1.2, 1.5], abs=1e-3)
+    assert list(media.frame_times(path)) == stamps  # the same decode, no pixels handed over
+    info = media.probe(path)
+    assert (info.fps, info.base_fps, media.output_fps(info)) == (5.0, 10.0, 10.0)  # the average; the rate of its times
 
 
 def test_display_rotation_swaps_size_and_turns_frames(tmp_path):
@@ -461,6 +464,51 @@ def test_video_writer_roundtrip_with_audio(tmp_path, frames_expected):
     assert abs(int(frames[20].image[10, 10, 1]) - 160) < 6
     assert int(frames[20].image[-1, -1].max()) < 20  # the padded corner is black
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "speech.wav"]
+
+
+def _levels(path: Path, step: int) -> list[int]:
+    """Which frame each decoded frame is, for frames written as flat grey ``step * k``."""
+    return [round(int(f.image[20, 20, 1]) / step) for f in media.iter_frames(path)]
+
+
+def test_timed_frames_are_resampled_to_the_constant_rate(tmp_path):
+    """Frames given with their times land at them: output frame n shows the frame on screen at
+    n / fps after the first one's time (each time rounded to the nearest output frame), repeated
+    over gaps; of two that round to one output frame, the later shows."""
+    out = tmp_path / "vfr.mp4"
+    times_s = 1.25 + np.array([0.0, 0.1, 0.4, 0.45, 0.5, 0.7])  # 0.45 rounds to 0.5, where a later frame starts
+    with media.VideoWriter(out, 64, 48, 10.0, crf=0) as writer:
+        for k, time_s in enumerate(times_s):
+            writer.write(np.full((48, 64, 3), 30 * k, np.uint8), time_s)
+    assert _levels(out, 30) == [0, 1, 1, 1, 2, 4, 4, 5]
+    assert [f.timestamp_s for f in media.iter_frames(out)] == pytest.approx(np.arange(8) / 10)
+
+
+def test_timed_frames_at_the_rate_give_the_untimed_file(tmp_path):
+    """Frames 1/fps apart (times rounded to the millisecond, as Matroska stores them) give one
+    output frame each: the very file that the same frames without times give."""
+    frames = [np.random.default_rng(k).integers(0, 256, (48, 64, 3), np.uint8) for k in range(30)]
+    fps = 30000 / 1001
+    audio = shutil.copy(CLIPS["0880"][0], tmp_path / "speech.wav")
+    for name, times_s in (("untimed", [None] * 30), ("timed", [round(0.042 + k / fps, 3) for k in range(30)])):
+        with media.VideoWriter(tmp_path / f"{name}.mp4", 64, 48, fps, audio_from=audio, frames_expected=30) as writer:
+            for frame, time_s in zip(frames, times_s):
+                writer.write(frame, time_s)
+    assert (tmp_path / "timed.mp4").read_bytes() == (tmp_path / "untimed.mp4").read_bytes()
+
+
+def test_timed_writes_refuse_untimed_frames_and_overruns(tmp_path):
+    with pytest.raises(ValueError, match="every frame's timestamp_s or none"):
+        with media.VideoWriter(tmp_path / "mixed.mp4", 32, 32, 25.0) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8), 0.0)
+            writer.write(np.zeros((32, 32, 3), np.uint8))
+    audio = shutil.copy(CLIPS["0880"][0], tmp_path / "speech.wav")
+    with pytest.raises(ValueError, match="more frames than frames_expected=2"):  # the gap makes 3
+        with media.VideoWriter(tmp_path / "long.mp4", 32, 32, 25.0, audio_from=audio, frames_expected=2) as writer:
+            writer.write(np.zeros((32, 32, 3), np.uint8), 0.0)
+            writer.write(np.zeros((32, 32, 3), np.uint8), 0.08)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speech.wav"]
+    assert ffmpeg_children() == []
 
 
 def test_video_writer_refuses_more_frames_than_expected(tmp_path):

@@ -35,8 +35,9 @@ class FileStats:
 class PreviewSink:
     """Collects drawn frames: a PNG for an image, an MP4 (with the source's audio) for a video.
 
-    ``frame_step``: one frame drawn per this many source frames (detect's ``--every``), so the
-    preview keeps real time and its audio stays in sync. Nothing appears until :meth:`close`.
+    ``frame_step``: one frame drawn per this many source frames (detect's ``--every``). Frames
+    are placed by their source times (``media.VideoWriter``), so the preview keeps real time and
+    its audio stays in sync, at a variable frame rate too. Nothing appears until :meth:`close`.
     """
 
     def __init__(self, path: Path, info: media.MediaInfo, frame_step: int = 1):
@@ -44,16 +45,17 @@ class PreviewSink:
         self._writer: media.VideoWriter | None = None
         self._still: np.ndarray | None = None
 
-    def add(self, drawn_rgb: np.ndarray) -> None:
+    def add(self, drawn_rgb: np.ndarray, timestamp_s: float) -> None:
+        """One drawn frame, shown from ``timestamp_s`` (its source frame's time)."""
         if self.info.kind == "image":
             self._still = drawn_rgb
             return
         if self._writer is None:
             h, w = drawn_rgb.shape[:2]
             audio = self.info.path if self.info.has_audio else None
-            fps = (self.info.fps or 25.0) / self.frame_step
+            fps = (media.output_fps(self.info) or 25.0) / self.frame_step
             self._writer = media.VideoWriter(self.path, w, h, fps, audio_from=audio)
-        self._writer.write(drawn_rgb)
+        self._writer.write(drawn_rgb, timestamp_s)
 
     def close(self, error: BaseException | None = None) -> None:
         if error is None and self._still is not None:
@@ -117,7 +119,7 @@ def stream_table(pairs: Iterator[tuple[media.Frame | None, FaceTable]], writer: 
         if frame is not None:
             stats.frames += 1
             if sink:
-                sink.add(draw(frame.image, rows))
+                sink.add(draw(frame.image, rows), frame.timestamp_s)
             if progress:
                 progress(1)
         if len(pending) >= CHUNK_FRAMES or pending_rows >= CHUNK_ROWS:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,7 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
     refiner: DiffusionRefiner | None = None
     rows, held, writer = [], None, None
     source_iter = iter(frames)
+    fps, times_s = _driving_times(track, n)
     try:
         for i in range(n):
             while pending is not None and pending[0] < i:
@@ -267,10 +270,10 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
             image, points = held
             if writer is None:
                 h, w = image.shape[:2]
-                writer = media.VideoWriter(output, w, h, track.fps, audio_from=track.media, preset=ENCODER_PRESET,
-                                           frames_expected=n)
+                writer = media.VideoWriter(output, w, h, fps, audio_from=track.media, preset=ENCODER_PRESET,
+                                           frames_expected=media.cfr_frame(times_s[-1], times_s[0], fps) + 1)
             if points is None:  # no source face in this frame: it goes out as it is
-                writer.write(image)
+                writer.write(image, times_s[i])
                 rows.append((np.zeros(len(FACE_CONTROLS)), np.zeros(3), np.zeros(2)))
                 continue
             if frames.still is None or renderer is None:
@@ -282,7 +285,7 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
             if options.diffusion and refiner is None:  # identity: the first source face
                 refiner = DiffusionRefiner(image, points, options.diffusion)
             writer.write(refiner.refine(frame, renderer.rig.to_image(moved.face_mm, moved.head_pose_deg))
-                         if refiner else frame)
+                         if refiner else frame, times_s[i])
             rows.append(estimate_controls(moved, renderer.rig))
             if progress:
                 progress(1)
@@ -293,6 +296,16 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
     if writer is not None:
         writer.__exit__(None, None, None)
     return rows
+
+
+def _driving_times(track: DrivingTrack, n: int) -> tuple[float, np.ndarray]:
+    """The output's frame rate and the times (s) of the driving video's first ``n`` frames, which
+    the output's frames are shown at (its audio is the driving video's): a variable frame rate
+    stays in sync. Frames past the driving video's end follow one output frame apart."""
+    fps = media.output_fps(media.probe(track.media)) or track.fps
+    with closing(media.frame_times(track.media)) as times:
+        times_s = np.fromiter(islice(times, n), np.float64)
+    return fps, np.concatenate([times_s, times_s[-1] + np.arange(1, n - len(times_s) + 1) / fps])
 
 
 def reenact(source: str | Path, driving: str | Path, output: str | Path, **options: Any) -> Motion:

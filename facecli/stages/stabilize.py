@@ -33,10 +33,11 @@ import subprocess
 import tempfile
 from collections import deque
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import cv2
 import numpy as np
@@ -350,23 +351,29 @@ def _video_of(source: Path) -> Path:
 
 def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Path, options: StabilizeOptions,
                     source: Path, video: Path, info: media.MediaInfo, audio: Path | None,
-                    progress: ProgressCallback | None, frames_expected: int | None = None) -> list:
+                    progress: ProgressCallback | None, frames_expected: int | None = None,
+                    start_s: float | None = None) -> list:
     """``frames`` and their landmark rows -> ``output`` and the stabilized video beside it, in one
     pass: each frame waits (a lag's worth of images) until its transform is finished. The
-    transforms file is written last. Returns its rows. ``frames_expected``: the exact count,
-    where known, lets the encoder take the audio itself (media.VideoWriter)."""
+    transforms file is written last. Returns its rows. The video is resampled to a constant rate
+    by the frames' times (media.VideoWriter), from ``start_s`` (default: the first frame's);
+    ``frames_expected``: its exact frame count, where known, lets the encoder take the audio
+    itself."""
     fps = info.fps or 25.0
     template = template_points(options)
     stream = _Stream(options, fps, template, (info.width, info.height))
     framing = _Framing(options, template, (info.width, info.height))
     follower = _Follower(options.face_id)
-    rows: list[tuple[np.ndarray, int, int, int, int]] = []  # transform, status, shot, face id, source frame
+    # transform, status, shot, face id, source frame, its time (s)
+    rows: list[tuple[np.ndarray, int, int, int, int, float]] = []
     waiting: deque[tuple[int, int, media.Frame]] = deque()  # (frame index, face id, frame) not finished yet
     shot = face = 0
-    with media.VideoWriter(stabilized_path(output), *framing.size, fps, audio_from=audio, preset=ENCODER_PRESET,
-                           x264_params=ENCODER_PARAMS, yuv_matrix=info.yuv_matrix or "bt601",  # as crop_i420
-                           frames_expected=frames_expected) as video_out, \
-            media.WriterThread(video_out.write, lambda job: _warp(*job, framing.size, options)) as writer:
+    with media.VideoWriter(stabilized_path(output), *framing.size, media.output_fps(info) or fps, audio_from=audio,
+                           preset=ENCODER_PRESET, x264_params=ENCODER_PARAMS,
+                           yuv_matrix=info.yuv_matrix or "bt601",  # as crop_i420
+                           frames_expected=frames_expected, start_s=start_s) as video_out, \
+            media.WriterThread(lambda made: video_out.write(*made),  # placed by its source time
+                               lambda job: (_warp(*job, framing.size, options), job[0].timestamp_s)) as writer:
         for frame, marks in frames:
             row = follower.pick(marks)
             shot = int(marks.shot[0]) if len(marks) else shot
@@ -378,7 +385,7 @@ def _stabilize_pass(frames: Iterator[tuple[media.Frame, Landmarks]], output: Pat
         _emit(stream.ready(final=True), stream, framing, waiting, writer, rows, progress)
         if not any(status != HELD for _, status, *_ in rows):
             _no_face(follower, "image" if info.kind == "image" else "video", source)
-    _write_table(output, rows, fps, options, video, info, source, framing.size)
+    _write_table(output, rows, options, video, info, source, framing.size)
     return rows
 
 
@@ -395,18 +402,17 @@ def _emit(finished: list[tuple[int, np.ndarray, int]], stream: _Stream, framing:
         frame_index, face, frame = waiting.popleft()
         transform = framing.transform(params, stream.shot[index])
         writer.put((frame, transform))
-        rows.append((transform, status, stream.shot[index], face, frame_index))
+        rows.append((transform, status, stream.shot[index], face, frame_index, frame.timestamp_s))
         if progress:
             progress(1)
 
 
-def _write_table(output: Path, rows: list, fps: float, options: StabilizeOptions, video: Path,
+def _write_table(output: Path, rows: list, options: StabilizeOptions, video: Path,
                  info: media.MediaInfo, source: Path, size: tuple[int, int]) -> None:
     n = len(rows)
-    frames = np.array([r[4] for r in rows])
     transforms = np.stack([r[0] for r in rows])
     table = Stabilization(
-        frame_index=frames, timestamp_s=frames / fps, face_id=[r[3] for r in rows],
+        frame_index=[r[4] for r in rows], timestamp_s=[r[5] for r in rows], face_id=[r[3] for r in rows],
         shot=[r[2] for r in rows], transform_2x3=transforms, inverse_2x3=np.stack([_invert(m) for m in transforms]),
         status=[r[1] for r in rows])
     header = formats.make_header("stabilize", "facecli", asdict(options), video, info, source)
@@ -428,30 +434,57 @@ def _stabilize_tracks(source: Path, index: Path, options: StabilizeOptions,
         info = media.probe(video)
         fps = info.fps or 25.0
         spans = _track_spans(marks)
-        kept = {face: span for face, span in spans.items() if span[2] >= MIN_TRACK_S * fps}
+        kept = {face: span for face, span in spans.items() if span.seen >= MIN_TRACK_S * fps}
         if not kept:
             raise NoFaceFound(f"no face track lasts {MIN_TRACK_S} s; use a video with a steadily visible face", source)
         tables = {face: track_path(index, face) for face in kept}
         index.unlink(missing_ok=True)  # an old index must not vouch for tracks that a failure leaves half redone
         written = 0
+        out_fps, grid_s = media.output_fps(info) or fps, _first_frame_s(video, info)
         with all_or_nothing(index, *tables.values(), *map(stabilized_path, tables.values())):
-            for face, (first, last, _) in kept.items():
-                audio = _cut_audio(video, first / fps, (last + 1 - first) / fps, Path(tmp)) if info.has_audio else None
-                frames = islice(_frames_with_rows(marks, video, info), first, last + 1)
+            for face, span in kept.items():
+                start, count = _on_grid(span, grid_s, out_fps)
+                audio = _cut_audio(video, start / out_fps, count / out_fps, Path(tmp)) if info.has_audio else None
+                frames = islice(_frames_with_rows(marks, video, info), span.first, span.last + 1)
+                evenly = count == span.last + 1 - span.first  # else rounding could add or take a frame
                 written += len(_stabilize_pass(frames, tables[face], replace(options, all_faces=False, face_id=face),
-                                               source, video, info, audio, progress, last + 1 - first))
+                                               source, video, info, audio, progress, count if evenly else None,
+                                               grid_s + start / out_fps))
             _write_index(index, tables, spans, options, source, video, info)
     return FileStats(frames=written, rows=written, faces=len(kept))
 
 
-def _track_spans(marks: Path) -> dict[int, tuple[int, int, int]]:
-    """face id -> (first frame, last frame, frames seen) of each track of a landmarks file."""
-    spans: dict[int, tuple[int, int, int]] = {}
+class _Span(NamedTuple):
+    """One track of a landmarks file: its first and last frames, their times (s), frames seen."""
+
+    first: int
+    last: int
+    first_s: float
+    last_s: float
+    seen: int
+
+
+def _track_spans(marks: Path) -> dict[int, _Span]:
+    """face id -> the span of each track of a landmarks file."""
+    spans: dict[int, _Span] = {}
     for batch in formats.iter_batches(marks):
-        for face, frame in zip(batch.face_id.tolist(), batch.frame_index.tolist()):
-            first, _, seen = spans.get(face, (frame, frame, 0))
-            spans[face] = (first, frame, seen + 1)
+        for face, frame, time_s in zip(batch.face_id.tolist(), batch.frame_index.tolist(), batch.timestamp_s.tolist()):
+            span = spans.get(face, _Span(frame, frame, time_s, time_s, 0))
+            spans[face] = span._replace(last=frame, last_s=time_s, seen=span.seen + 1)
     return spans
+
+
+def _first_frame_s(video: Path, info: media.MediaInfo) -> float:
+    with closing(media.frame_times(video, info)) as times:
+        return next(times)
+
+
+def _on_grid(span: _Span, grid_s: float, fps: float) -> tuple[int, int]:
+    """(first output frame, frame count) of a track's video on the grid a whole-video stabilize
+    puts frames on (frame 0 at the video's first frame, ``grid_s``, then ``fps`` apart), so its
+    audio is cut where its pictures are: for evenly spaced frames, their own indices and count."""
+    start = media.cfr_frame(span.first_s, grid_s, fps)
+    return start, media.cfr_frame(span.last_s, grid_s, fps) + 1 - start
 
 
 def _cut_audio(video: Path, start_s: float, duration_s: float, folder: Path) -> Path:
@@ -467,7 +500,7 @@ def _cut_audio(video: Path, start_s: float, duration_s: float, folder: Path) -> 
     return out
 
 
-def _write_index(index: Path, tables: dict[int, Path], spans: dict[int, tuple[int, int, int]],
+def _write_index(index: Path, tables: dict[int, Path], spans: dict[int, _Span],
                  options: StabilizeOptions, source: Path, video: Path, info: media.MediaInfo) -> None:
     """Every written track's rows in one table; the header lists those tracks and the skipped ones."""
     header = formats.make_header("stabilize", "facecli", asdict(options), video, info, source)
@@ -476,9 +509,9 @@ def _write_index(index: Path, tables: dict[int, Path], spans: dict[int, tuple[in
             for batch in formats.iter_batches(table):
                 writer.write(batch)
         writer.close(
-            tracks=[{"face_id": face, "first_frame": spans[face][0], "last_frame": spans[face][1],
+            tracks=[{"face_id": face, "first_frame": spans[face].first, "last_frame": spans[face].last,
                      "table": table.name, "video": stabilized_path(table).name} for face, table in tables.items()],
-            skipped=[{"face_id": face, "frames_seen": seen} for face, (_, _, seen) in spans.items()
+            skipped=[{"face_id": face, "frames_seen": span.seen} for face, span in spans.items()
                      if face not in tables])
 
 

@@ -9,11 +9,12 @@ from PIL import Image
 
 import facecli
 from facecli.facemodel import IBUG68_FROM_MESH
+from facecli import media
 from facecli.media import read_image
 from facecli.stages.landmarks import LandmarkOptions, iter_landmarks, landmarks_file
 from facecli.stages.detect import DetectOptions, detect_file
 
-from ..conftest import ASTRONAUT, MEGAMIND, MEGAMIND_CUTS
+from ..conftest import ASTRONAUT, MEGAMIND, MEGAMIND_CUTS, frames_on_screen, shown_frames
 
 OUTER_EYE_CORNERS = (33, 263)  # mesh indices; their distance is the 300-W inter-ocular normaliser
 
@@ -158,3 +159,19 @@ def test_iter_landmarks_without_head_pose_gives_the_same_mesh(astronaut) -> None
     np.testing.assert_allclose(rows.landmarks_478, astronaut.landmarks_478, atol=1e-3)
     assert np.isnan(rows.rotation_rad).all() and np.isnan(rows.confidence).all()
     assert np.isfinite(astronaut.rotation_rad).all()
+
+
+@pytest.mark.parametrize("clip", ["vfr_clip", "cfr_clip"])
+def test_preview_frames_show_the_source_frame_on_screen_then(clip, tmp_path: Path, request) -> None:
+    """A variable frame rate (every frame of the first second, then every 6th) keeps real time in
+    the preview: output frame n shows the source frame on screen at n / fps, so the drawing stays
+    with the audio. A constant rate gives one preview frame per source frame."""
+    clip = request.getfixturevalue(clip)
+    preview = tmp_path / "preview.mp4"
+    landmarks_file(clip, tmp_path / "clip.landmarks.parquet", LandmarkOptions(), preview=preview)
+    source = list(media.iter_frames(clip))
+    drawn = list(media.iter_frames(preview))
+    due = frames_on_screen(np.array([f.timestamp_s for f in source]), np.array([f.timestamp_s for f in drawn]),
+                           media.probe(preview).fps)
+    assert due[-1] == len(source) - 1 and len(drawn) == (67 if "vfr" in clip.name else len(source))
+    assert (shown_frames([f.image for f in drawn], [f.image for f in source], due) == due).all()

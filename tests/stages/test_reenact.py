@@ -17,7 +17,7 @@ from facecli.errors import InputError, NoFaceFound
 from facecli.lipsync import mouth_aperture_px
 from facecli.portrait import load_portrait
 from facecli.stages.reenact import reenact
-from tests.conftest import ASTRONAUT, MEGAMIND
+from tests.conftest import ASTRONAUT, MEGAMIND, frames_on_screen, shown_frames
 from facecli.retarget import agreement, eye_openness, inter_ocular_px
 from tests.measures import shape_error
 
@@ -142,6 +142,22 @@ def test_source_video_keeps_its_own_motion(driver, tmp_path):
     d, o = paired(driver[driver.frame_index < frames], marks)
     dp, op = d.landmarks_478, o.landmarks_478
     assert np.corrcoef(mouth_aperture_px(dp) / inter_ocular_px(dp), mouth_aperture_px(op) / inter_ocular_px(op))[0, 1] >= 0.7
+
+
+def test_variable_frame_rate_driver_keeps_the_picture_on_time(vfr_clip, tmp_path):
+    """QA's clip (every frame of the first second, then every 6th) driving itself as the source
+    video: output frame n shows the frame on screen at n / fps in the driving video, whose audio
+    it carries, not its n-th frame."""
+    out = tmp_path / "out.mp4"
+    motion = reenact(vfr_clip, vfr_clip, out, parts=("mouth",))
+    source = list(media.iter_frames(vfr_clip))
+    video = list(media.iter_frames(out))
+    info = media.probe(out)
+    due = frames_on_screen(np.array([f.timestamp_s for f in source]), np.array([f.timestamp_s for f in video]),
+                           info.fps)
+    assert len(motion) == len(source) == 31 and len(video) == 67 and due[-1] == 30
+    assert (shown_frames([f.image for f in video], [f.image for f in source], due) == due).all()
+    assert info.fps == pytest.approx(24000 / 1001) and info.duration_s == pytest.approx(67 / info.fps, abs=0.03)
 
 
 @pytest.mark.parametrize("source, driving, error, words", [

@@ -16,7 +16,7 @@ from facecli.stages import stabilize as stabilize_stage
 from facecli.stages.detect import DetectOptions, detect_file
 from facecli.stages.stabilize import (StabilizeOptions, stabilize, stabilized_path, template_points, track_path,
                                       tracks_path)
-from tests.conftest import ASTRONAUT, MEGAMIND
+from tests.conftest import ASTRONAUT, MEGAMIND, frames_on_screen, shown_frames
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,41 @@ def test_a_moving_portrait_is_held_still(tmp_path):
     out = stabilized_path(tmp_path / "moving.stabilize.parquet")
     moved = face_motion_px(out, template_points(StabilizeOptions()))
     assert moved.std(axis=0).max() <= 1.0
+
+
+def _due_and_shown(clip: Path, table: facecli.results.Stabilization, video: Path) -> tuple[np.ndarray, np.ndarray]:
+    """For each frame of a stabilized ``video`` (128 px), the table row it is due to show (the
+    source frame on screen at its time) and the one it shows, told by the clip's marks."""
+    source = list(media.iter_frames(clip))
+    crops = [source[i].crop_rgb(m, (128, 128), cv2.BORDER_REFLECT)
+             for i, m in zip(table.frame_index, table.transform_2x3)]
+    frames = list(media.iter_frames(video))
+    due = frames_on_screen(table.timestamp_s, np.array([f.timestamp_s for f in frames]), media.probe(video).fps)
+    return due, shown_frames([f.image for f in frames], crops, due)
+
+
+def test_variable_frame_rate_keeps_the_picture_on_time(vfr_clip, tmp_path):
+    """QA's clip (every frame of the first second, then every 6th): output frame n shows the
+    source frame on screen at n / fps, so the picture stays with the audio (it trailed it by up
+    to 0.9 s when frames were written one after another at the average rate). The table keeps a
+    row per source frame, at its time."""
+    out = tmp_path / "vfr.stabilize.parquet"
+    table = stabilize(vfr_clip, out, size=128)
+    source_s = np.array(list(media.frame_times(vfr_clip)))
+    assert (table.frame_index == np.arange(31)).all() and table.timestamp_s == pytest.approx(source_s)
+    info = media.probe(stabilized_path(out))
+    assert info.fps == pytest.approx(24000 / 1001)  # the clip's base rate, not its average (11.09)
+    due, shown = _due_and_shown(vfr_clip, table, stabilized_path(out))
+    assert len(due) == round((source_s[-1] - source_s[0]) * info.fps) + 1 == 67 and due[-1] == 30
+    assert (shown == due).all()
+    assert info.duration_s == pytest.approx(67 / info.fps, abs=0.03)  # the audio is cut to the video
+
+
+def test_constant_frame_rate_gives_one_output_frame_per_source_frame(cfr_clip, tmp_path):
+    """The same clip at its constant rate: output frame n shows source frame n."""
+    out = tmp_path / "cfr.stabilize.parquet"
+    due, shown = _due_and_shown(cfr_clip, stabilize(cfr_clip, out, size=128), stabilized_path(out))
+    assert (due == np.arange(71)).all() and (shown == due).all()
 
 
 def test_no_face_fails_without_outputs(bad_media, tmp_path):
@@ -211,6 +246,18 @@ def test_all_faces_failure_removes_every_output(tmp_path, monkeypatch, megamind_
     with pytest.raises(RuntimeError, match="disk full"):
         stabilize(marks, tmp_path / "Megamind.stabilize.parquet", all_faces=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [marks.name]
+
+
+def test_all_faces_tracks_keep_the_picture_on_time(vfr_clip, tmp_path):
+    """A track's video, from its first frame (the clip's second) to its last, places frames by
+    their times as a whole-video run does: 66 frames where the track has 30."""
+    index = tracks_path(tmp_path / "vfr.stabilize.parquet")
+    (face, table), = stabilize(vfr_clip, tmp_path / "vfr.stabilize.parquet", all_faces=True, size=128).items()
+    video = stabilized_path(track_path(index, face))
+    due, shown = _due_and_shown(vfr_clip, table, video)
+    assert table.frame_index[0] == 1 and len(table) == 30 and len(due) == 66 and due[-1] == 29
+    assert (shown == due).all()
+    assert media.probe(video).duration_s == pytest.approx(66 / media.probe(video).fps, abs=0.03)
 
 
 def test_all_faces_and_face_id_together_are_refused(tmp_path):
