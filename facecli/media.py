@@ -100,7 +100,8 @@ def ffmpeg_version() -> str:
     """ffmpeg's first -version line; BackendUnavailable when the binary is missing or is not ffmpeg."""
     exe = ffmpeg_exe()
     try:
-        done = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        done = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BackendUnavailable(f"{exe} does not run ({exc}); fix IMAGEIO_FFMPEG_EXE") from exc
     first = (done.stdout.splitlines() or [""])[0]
