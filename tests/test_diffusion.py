@@ -64,9 +64,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     record = Recorder()
     write, refine, refined = media.VideoWriter.write, DiffusionRefiner.refine, DiffusionRefiner._refined
 
-    def writing(self, frame):
+    def writing(self, frame, *timestamp_s):
         record.frames.append(frame.copy())
-        return write(self, frame)
+        return write(self, frame, *timestamp_s)
 
     def refining(self, frame, mesh):
         out = refine(self, frame, mesh)
