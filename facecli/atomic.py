@@ -29,7 +29,8 @@ def remove_partials(final_path: Path) -> None:
     """Remove what ``atomic_output`` left beside ``final_path`` when its process was killed
     (SIGKILL, out of memory): only call it while nothing else writes that path."""
     final_path = Path(final_path)
-    for leftover in final_path.parent.glob(f".{final_path.stem}.*.part{final_path.suffix}"):
+    # (a video with audio is encoded first into <temporary name>.video.mp4)
+    for leftover in final_path.parent.glob(f".{final_path.stem}.*.part{final_path.suffix}*"):
         leftover.unlink(missing_ok=True)
 
 

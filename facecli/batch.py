@@ -298,6 +298,8 @@ def _pool_pass(todo: deque[Job], workers: int, context: Any, queue: Any, verbose
                         record(future.result())
                     except BrokenProcessPool:
                         return [job, *running.values()]
+                    except SystemExit as exc:  # a worker stopped by SIGTERM sent to the whole group
+                        raise KeyboardInterrupt from exc
         except KeyboardInterrupt:
             for proc in list(pool._processes.values()):  # private, but the only handle on running workers
                 proc.terminate()

@@ -16,6 +16,7 @@ import math
 import os
 import queue
 import re
+import shutil
 import subprocess
 import threading
 import warnings
@@ -44,6 +45,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".
 
 DEFAULT_MAX_PIXELS = 100_000_000
 PROBE_TIMEOUT_S = 60
+MAX_GAP_S = 600.0  # frame times jumping further are broken, not a pause: no 10-minute still is encoded
 STDERR_TAIL_LINES = 20
 PIPE_BYTES = 1 << 20  # frame pipes to and from ffmpeg (Linux's default cap for a pipe)
 RIFF_SLACK_BYTES = 4096  # a RIFF file (AVI, WAV, WebP) this much shorter than its header says is truncated
@@ -91,7 +93,8 @@ def ffmpeg_exe() -> str:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
         raise BackendUnavailable(f"no ffmpeg binary ({exc}); reinstall imageio-ffmpeg") from exc
-    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):  # IMAGEIO_FFMPEG_EXE is taken unchecked
+    found = exe if os.sep in exe else shutil.which(exe)  # a bare name (the system's ffmpeg) is on PATH
+    if not (found and os.path.isfile(found) and os.access(found, os.X_OK)):  # IMAGEIO_FFMPEG_EXE: unchecked
         raise BackendUnavailable(f"ffmpeg not found at {exe}; fix IMAGEIO_FFMPEG_EXE or reinstall imageio-ffmpeg")
     return exe
 
@@ -470,15 +473,18 @@ def _parse_rates(text: str) -> tuple[float, float]:
     return _snap_rate(rates.get("fps") or rates.get("tbr") or 0.0), _snap_rate(rates.get("tbr", 0.0))
 
 
+_TIME_BASE_FPS, _FALLBACK_FPS = 1000.0, 60.0
+
+
 def output_fps(info: MediaInfo) -> float:
     """The rate to encode a video of ``info``'s frames at, resampled by their times
     (``VideoWriter.write``), as ``ffmpeg -fps_mode cfr`` picks it: the base rate (tbr), which a
     variable frame rate's fastest stretch runs at (its average would drop frames there) and a
     constant one equals, unless it is a time base rather than a rate (over 210 for an average
     under 70). 0.0 where the header gives no rate."""
-    if not info.base_fps or (0 < info.fps < 70 and info.base_fps > 210):
-        return info.fps
-    return info.base_fps
+    rate = info.fps if not info.base_fps or (0 < info.fps < 70 and info.base_fps > 210) else info.base_fps
+    # a container's time base read as a rate (WebM without a rate says "1k tbr"): resampled to 60
+    return _FALLBACK_FPS if rate >= _TIME_BASE_FPS else rate
 
 
 def _rotation_cw(block: list[str]) -> int:
@@ -1179,6 +1185,9 @@ class VideoWriter:
         if self._start_s is None:
             self._start_s = timestamp_s
         slot = cfr_frame(timestamp_s, self._start_s, self.fps)
+        if slot - self._frames > MAX_GAP_S * self.fps:  # a broken timestamp, not a pause
+            raise InputError(f"the source's frame times jump by {slot / self.fps - self._frames / self.fps:.0f} s "
+                             "at one frame; re-encode the source at a constant frame rate", self.path)
         if self._held is not None:  # shown until this frame's slot: repeated over a gap, or dropped
             self._encode(self._held[0], slot - self._frames)
         self._held = (frame, slot)

@@ -106,3 +106,15 @@ def test_a_dying_worker_fails_only_its_own_file(tmp_path: Path, capfd: pytest.Ca
     assert "died" in next(r.reason for r in summary.results if r.status == "failed")
     assert not list((tmp_path / "out").glob(".*.part.parquet")), "the killed worker's temporary file is removed"
     assert "Traceback" not in capfd.readouterr().err, "the workers stopped with the broken pool leave quietly"
+
+
+def test_remove_partials_takes_a_killed_writers_files_and_nothing_else(tmp_path: Path) -> None:
+    from facecli.atomic import remove_partials
+
+    final = tmp_path / "clip.stabilized.mp4"
+    names = [".clip.stabilized.ab12.part.mp4", ".clip.stabilized.cd34.part.mp4.video.mp4",  # a killed writer's
+             "clip.stabilized.mp4.txt", ".other.ab12.part.mp4", "clip.stabilize.parquet"]  # not its
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    remove_partials(final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])

@@ -604,3 +604,30 @@ def test_a_header_is_read_once_while_the_file_is_unchanged(tmp_path, monkeypatch
         out.write(b"\0" * 16)
     media.probe(clip)
     assert len(runs) == 2
+
+
+def test_a_bare_ffmpeg_name_is_looked_up_on_path(tmp_path, monkeypatch):
+    (tmp_path / "ffmpeg").symlink_to(media.ffmpeg_exe())
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", "ffmpeg")
+    media.ffmpeg_exe.cache_clear()
+    try:
+        assert media.ffmpeg_exe() == "ffmpeg" and media.ffmpeg_version().startswith("ffmpeg version")
+    finally:
+        monkeypatch.undo()
+        media.ffmpeg_exe.cache_clear()
+
+
+def test_a_time_base_read_as_a_rate_is_not_the_output_rate():
+    info = media.probe(MEGAMIND)
+    assert media.output_fps(info) == pytest.approx(info.fps)
+    webm_without_a_rate = dataclasses.replace(info, fps=1000.0, base_fps=1000.0)  # "1k tbr"
+    assert media.output_fps(webm_without_a_rate) == 60.0
+
+
+def test_a_broken_frame_time_is_an_input_error_not_hours_of_still_frames(tmp_path):
+    frame = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(InputError, match="jump"), media.VideoWriter(tmp_path / "x.mp4", 16, 16, 25.0) as writer:
+        writer.write(frame, 0.0)
+        writer.write(frame, 10_000.0)
+    assert not list(tmp_path.iterdir())

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from .. import backends, formats, media
 from ..atomic import atomic_output, make_folder
-from ..batch import BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
+from ..batch import MEDIA_SUFFIXES, BatchSummary, Executor, FileResult, Job, LocalExecutor, expand_inputs, run_batch
 from ..errors import OutputError, UsageError
 
 console = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
@@ -176,7 +176,7 @@ def preview_path(opts: BatchOptions, source: Path, media_path: Path, stage: str,
         return None
     suffix = ".png" if media.is_image_path(media_path) else ".mp4"
     named = opts.preview.suffix.lower()
-    if named and not opts.preview.is_dir():  # a file was meant: a folder of that name would surprise
+    if named in MEDIA_SUFFIXES and not opts.preview.is_dir():  # a file was meant (a folder may be run.v2)
         if not single:
             raise UsageError("several inputs make several previews: give --preview a folder", opts.preview)
         if named != suffix:

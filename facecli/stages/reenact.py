@@ -271,7 +271,7 @@ def _render(track: DrivingTrack, frames: _SourceFrames, n: int, options: Reenact
             if writer is None:
                 h, w = image.shape[:2]
                 writer = media.VideoWriter(output, w, h, fps, audio_from=track.media, preset=ENCODER_PRESET,
-                                           frames_expected=media.cfr_frame(times_s[-1], times_s[0], fps) + 1)
+                                           frames_expected=media.cfr_frame(times_s.max(), times_s[0], fps) + 1)
             if points is None:  # no source face in this frame: it goes out as it is
                 writer.write(image, times_s[i])
                 rows.append((np.zeros(len(FACE_CONTROLS)), np.zeros(3), np.zeros(2)))
@@ -305,7 +305,8 @@ def _driving_times(track: DrivingTrack, n: int) -> tuple[float, np.ndarray]:
     fps = media.output_fps(media.probe(track.media)) or track.fps
     with closing(media.frame_times(track.media)) as times:
         times_s = np.fromiter(islice(times, n), np.float64)
-    return fps, np.concatenate([times_s, times_s[-1] + np.arange(1, n - len(times_s) + 1) / fps])
+    last_s = times_s[-1] if len(times_s) else -1.0 / fps
+    return fps, np.concatenate([times_s, last_s + np.arange(1, n - len(times_s) + 1) / fps])
 
 
 def reenact(source: str | Path, driving: str | Path, output: str | Path, **options: Any) -> Motion:

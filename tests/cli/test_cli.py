@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..conftest import ASTRONAUT, MEGAMIND, interruptible
+from ..conftest import ASTRONAUT, GRACE_HOPPER as HOPPER, MEGAMIND, interruptible
 
 FACECLI = [sys.executable, "-m", "facecli"]
 
@@ -164,9 +164,12 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("detect", str(ASTRONAUT), "--every", "0").returncode == 2
     result = run("detect", str(ASTRONAUT), "--backend", "nope", "-o", str(tmp_path))
     assert result.returncode == 2 and "mediapipe" in result.stderr and "fake" not in result.stderr
-    for preview, inputs in (("p.txt", [ASTRONAUT]), ("p.png", [ASTRONAUT, MEGAMIND])):
+    for preview, inputs in (("p.jpg", [ASTRONAUT]), ("p.png", [ASTRONAUT, MEGAMIND])):
         result = run("detect", *map(str, inputs), "-o", str(tmp_path), "--preview", str(tmp_path / preview))
         assert result.returncode == 2 and not (tmp_path / preview).exists(), "no folder named like a file"
+    dotted = tmp_path / "previews.v2"  # a folder name with a dot is still a folder
+    assert run("detect", str(ASTRONAUT), str(HOPPER), "-o", str(tmp_path), "--preview", str(dotted), "-q").returncode == 0
+    assert sorted(p.name for p in dotted.iterdir()) == ["astronaut.faces.preview.png", "grace_hopper.faces.preview.png"]
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("no_such_option: 1\n")
     result = run("detect", str(ASTRONAUT), "--config", str(bad_config))
