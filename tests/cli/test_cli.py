@@ -168,7 +168,8 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         result = run("detect", *map(str, inputs), "-o", str(tmp_path), "--preview", str(tmp_path / preview))
         assert result.returncode == 2 and not (tmp_path / preview).exists(), "no folder named like a file"
     dotted = tmp_path / "previews.v2"  # a folder name with a dot is still a folder
-    assert run("detect", str(ASTRONAUT), str(HOPPER), "-o", str(tmp_path), "--preview", str(dotted), "-q").returncode == 0
+    result = run("detect", str(ASTRONAUT), str(HOPPER), "-o", str(tmp_path), "--preview", str(dotted), "-q")
+    assert result.returncode == 0
     assert sorted(p.name for p in dotted.iterdir()) == ["astronaut.faces.preview.png",
                                                         "grace_hopper.faces.preview.png"]
     bad_config = tmp_path / "bad.yaml"
