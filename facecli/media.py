@@ -26,7 +26,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import imageio_ffmpeg
@@ -991,7 +991,7 @@ def _has_audio(path: str | Path) -> bool:
 
 
 class WriterThread:
-    """Makes and writes video frames on a second thread, in order: ``make(job)`` -> ``write``.
+    """Makes and writes video frames on a second thread, in order: ``write(make(job))``.
 
     OpenCV's image functions and pipe writes release the GIL, so warping and handing frames to
     the encoder run on another core while the caller's thread tracks faces. At most ``depth``
@@ -999,7 +999,7 @@ class WriterThread:
     ``close``; the ``with`` block drains the queue on success and drops it on failure.
     """
 
-    def __init__(self, write: Callable[[np.ndarray], None], make: Callable[[object], np.ndarray], depth: int = 4):
+    def __init__(self, write: Callable[[Any], None], make: Callable[[object], Any], depth: int = 4):
         self._write, self._make = write, make
         self._jobs: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
