@@ -668,14 +668,25 @@ class _DecodeLog:
 
     def on_line(self, line: str) -> bool:
         if "Parsed_showinfo" in line:
-            if m := _RE_SHOWINFO.search(line):
+            if stamp := _showinfo_stamp(line):
                 self.frames_logged += 1
-                self.stamps.put((_float_or_none(m.group(2)), int(m.group(3)), int(m.group(4))))
+                self.stamps.put(stamp)
             return True
         if any(marker in line.lower() for marker in _DECODE_ERROR_MARKERS):
             self.first_error = self.first_error or _clean(line)
             self.last_error_frame = self.frames_logged
         return False
+
+
+def _showinfo_stamp(line: str) -> tuple[float | None, int, int] | None:
+    """(pts_time, width, height) of a showinfo frame line, else None; pts_time None for NOPTS."""
+    m = _RE_SHOWINFO.search(line) if "Parsed_showinfo" in line else None
+    return (_float_or_none(m.group(2)), int(m.group(3)), int(m.group(4))) if m else None
+
+
+def _frame_time_s(pts_s: float | None, index: int, info: MediaInfo) -> float:
+    """A decoded frame's time: its pts, else (no timestamp) its index at the header's rate."""
+    return pts_s if pts_s is not None else index / (info.fps or 1.0)
 
 
 def _float_or_none(text: str) -> float | None:
@@ -750,12 +761,11 @@ def frame_times(path: str | Path, info: MediaInfo | None = None) -> Iterator[flo
     try:
         for raw in proc.stderr:
             line = raw.decode("utf-8", errors="replace").rstrip()
-            stamp = _RE_SHOWINFO.search(line) if "Parsed_showinfo" in line else None
+            stamp = _showinfo_stamp(line)
             if stamp is None:
                 tail.append(line)
                 continue
-            pts = _float_or_none(stamp.group(2))
-            yield pts if pts is not None else count / (info.fps or 1.0)  # as iter_frames falls back
+            yield _frame_time_s(stamp[0], count, info)
             count += 1
         proc.wait()
     finally:
@@ -929,7 +939,7 @@ def _stream_frames(
             skipped = skipped if index else number
             index = number
         if index % stride == 0:
-            yield _frame(index, pts if pts is not None else index / (info.fps or 1.0), data, info)
+            yield _frame(index, _frame_time_s(pts, index, info), data, info)
         index += 1
 
 
