@@ -1196,7 +1196,7 @@ class VideoWriter:
             self._start_s = timestamp_s
         slot = cfr_frame(timestamp_s, self._start_s, self.fps)
         if slot - self._frames > MAX_GAP_S * self.fps:  # a broken timestamp, not a pause
-            raise InputError(f"the source's frame times jump by {slot / self.fps - self._frames / self.fps:.0f} s "
+            raise InputError(f"the source's frame times jump by {(slot - self._frames) / self.fps:.0f} s "
                              "at one frame; re-encode the source at a constant frame rate", self.path)
         if self._held is not None:  # shown until this frame's slot: repeated over a gap, or dropped
             self._encode(self._held[0], slot - self._frames)
